@@ -1,0 +1,28 @@
+"""Small helpers every stage uses: logging, torch threads and seeds, device choice."""
+from __future__ import annotations
+
+import logging
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def setup_logging() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s", force=True)
+
+
+def setup_torch(threads: int, seed: int = 0) -> None:
+    """Fixed thread count and seeds: CPU results are reproducible for a given thread count."""
+    torch.set_num_threads(max(1, threads))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,134 @@
+"""Figures from the result tables (PNG, seaborn). The paper's numbers are drawn beside ours."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from . import io  # noqa: E402
+from .common import setup_logging  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+METRIC_LABELS = {"memorized_train_pct": "memorized (noised label) %",
+                 "train_gt_acc_pct": "GT recovery on mislabeled %",
+                 "val_acc_pct": "clean validation accuracy %"}
+MODEL_LABELS = {"baseline": "unedited", "svd": "SVD", "kfac": "K-FAC"}
+
+
+def save(fig, out: Path, name: str) -> None:
+    path = out / name
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
+    plt.close(fig)
+    log.info("wrote %s", path)
+
+
+def vit_table2(table2: pd.DataFrame, out: Path) -> None:
+    rows = []
+    for _, r in table2.iterrows():
+        for metric, label in METRIC_LABELS.items():
+            rows.append({"source": "ours", "model": MODEL_LABELS[r.model],
+                         "metric": label, "value": r[metric]})
+            rows.append({"source": "paper (ImageNet ViT-B/16)", "model": MODEL_LABELS[r.model], "metric": label,
+                         "value": r[f"paper_{metric}"]})
+    frame = pd.DataFrame(rows)
+    grid = sns.catplot(frame, x="metric", y="value", hue="model", col="source", kind="bar", height=4, aspect=1.3,
+                       palette="deep")
+    grid.set_axis_labels("", "% of images")
+    grid.set_titles("{col_name}")
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", labelrotation=12)
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%.1f", fontsize=7)
+    grid.figure.suptitle("Table 2: label-noise memorization before and after the edit", y=1.03)
+    save(grid.figure, out, "vit_table2.png")
+
+
+def vit_sweep(sweep: pd.DataFrame, headline: dict, out: Path) -> None:
+    base = sweep[sweep.method == "none"].iloc[0]
+    edits = sweep[sweep.method != "none"].copy()
+    edits["kept"] = edits.cutoff.where(edits.method == "kfac", 1 - edits.cutoff)
+    edits["edit"] = edits.method.map(MODEL_LABELS) + " " + edits.layer_set
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharex=True)
+    for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
+        sns.lineplot(edits, x="kept", y=metric, hue="layer_set", style="method", markers=True, ax=ax,
+                     legend=ax is axes[-1])
+        ax.axhline(base[metric], color="grey", ls="--", lw=1, label="unedited")
+        ax.set(xlabel="kept: rho (K-FAC) or fraction of singular values (SVD)", ylabel=label)
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle(f"Cutoff sweep (headline: {headline['layer_set']}, rho {headline['rho']:g}); dashed: unedited")
+    fig.tight_layout()
+    save(fig, out, "vit_rho_sweep.png")
+
+
+def vit_spectra(spectra: pd.DataFrame, out: Path) -> None:
+    spectra = spectra.copy()
+    spectra["relative rank"] = spectra.groupby(["module", "factor"])["rank"].transform(lambda r: r / r.max())
+    spectra["block"] = spectra.module.str.extract(r"blocks\.(\d+)")[0].astype(int)
+    spectra["layer"] = spectra.module.str.extract(r"\.(fc\d)$")[0]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, factor, title in ((axes[0], "A", "A = E[a a^T] (layer inputs)"), (axes[1], "G", "G = E[g g^T] (output gradients)")):
+        data = spectra[spectra.factor == factor]
+        sns.lineplot(data, x="relative rank", y="cumulative_mass", hue="block", style="layer", ax=ax, palette="viridis")
+        ax.set(title=title, xlabel="eigenvalue rank / dimension", ylabel="cumulative fraction of trace", xscale="log")
+    fig.suptitle("Curvature spectra: how concentrated the K-FAC factors are")
+    fig.tight_layout()
+    save(fig, out, "vit_spectra.png")
+
+
+def vit_activation(activation: pd.DataFrame, out: Path) -> None:
+    frame = activation.copy()
+    frame["basis"] = frame.basis.map({"kfac": "curvature order (A eigenvectors)", "svd": "SVD order (W right singular vectors)"})
+    grid = sns.catplot(frame, x="module", y="ratio", hue="band", col="basis", kind="bar", height=4, aspect=1.6,
+                       palette="rocket")
+    for ax in grid.axes.flat:
+        ax.axhline(1, color="grey", lw=1, ls="--")
+        ax.tick_params(axis="x", labelrotation=45)
+    grid.set_axis_labels("", "memorized / clean activation")
+    grid.set_titles("{col_name}")
+    grid.figure.suptitle("Activation ratio per band (paper Fig. 2): > 1 means more active on memorized inputs", y=1.03)
+    save(grid.figure, out, "vit_activation_ratio.png")
+
+
+def vit_training(history: list[dict], out: Path) -> None:
+    frame = pd.DataFrame(history).melt(id_vars="epoch", value_vars=["train_fit_pct", "mislabeled_fit_pct"],
+                                       var_name="images", value_name="% predicting their (noisy) training label")
+    frame["images"] = frame.images.map({"train_fit_pct": "all training images", "mislabeled_fit_pct": "mislabeled"})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(frame, x="epoch", y="% predicting their (noisy) training label", hue="images", ax=ax)
+    ax.set(title="Memorization during training (train mode, running)")
+    save(fig, out, "vit_training.png")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Draw every figure into one folder.")
+    p.add_argument("--vit-table2", required=True)
+    p.add_argument("--vit-sweep", required=True)
+    p.add_argument("--vit-activation", required=True)
+    p.add_argument("--vit-spectra", required=True)
+    p.add_argument("--vit-train-metrics", required=True)
+    p.add_argument("--headline", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    setup_logging()
+    sns.set_theme(style="whitegrid", context="notebook")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    vit_table2(pd.read_csv(args.vit_table2), out)
+    vit_sweep(pd.read_csv(args.vit_sweep), json.loads(args.headline), out)
+    vit_spectra(io.load_parquet(args.vit_spectra), out)
+    vit_activation(pd.read_csv(args.vit_activation), out)
+    vit_training(io.load_json(args.vit_train_metrics)["history"], out)
+
+
+if __name__ == "__main__":
+    main()

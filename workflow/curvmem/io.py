@@ -1,0 +1,140 @@
+"""Artifact I/O: atomic writes and loaders that name the file and the rule that makes it.
+
+Every artifact is written under a temporary name in the same directory and renamed when
+complete, so a killed job never leaves a file that a rerun would accept. Only safetensors,
+JSON and Parquet are read: nothing a user pulled is ever unpickled.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+# Which rule makes which artifact, so a corrupt file can be traced to the job to rerun.
+# Keys are file-name suffixes; the first match wins.
+_MAKERS = {
+    "corruption.json": "corrupt_labels",
+    "model.safetensors": "train_vit",
+    "train_metrics.json": "train_vit",
+    "factors.safetensors": "vit_factors",
+    "basis.safetensors": "vit_basis",
+    "spectra.parquet": "vit_basis",
+    "activation_ratio.parquet": "vit_activation_ratio",
+}
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class ArtifactError(RuntimeError):
+    """A missing, truncated or corrupt artifact."""
+
+
+def _maker(path: Path) -> str:
+    for suffix, rule in _MAKERS.items():
+        if path.name.endswith(suffix):
+            return rule
+    if path.parent.name in ("train", "val") or path.name in ("train.safetensors", "val.safetensors"):
+        return "prepare_vision_data"
+    return "the rule that writes it"
+
+
+def _fail(path: Path, why: str) -> ArtifactError:
+    return ArtifactError(
+        f"{path}: {why}; delete it and rerun snakemake to rebuild it (made by rule {_maker(path)})"
+    )
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict | None = None) -> None:
+    """Save tensors as safetensors; metadata values are JSON-encoded strings."""
+    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_tensors(path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "missing")
+    try:
+        tensors = load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _fail(path, f"not a readable safetensors file ({err})") from None
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise _fail(path, f"tensor {name!r} holds NaN or inf")
+    return tensors
+
+
+def load_metadata(path) -> dict:
+    """The JSON-decoded metadata of a safetensors file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _fail(path, f"not a readable safetensors file ({err})") from None
+    return {k: json.loads(v) for k, v in meta.items()}
+
+
+def save_json(obj, path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def load_json(path):
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "missing")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _fail(path, f"not valid JSON ({err})") from None
+
+
+def save_parquet(frame, path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def load_parquet(path):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "missing")
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several unrelated types for a bad file
+        raise _fail(path, f"not a readable Parquet file ({err})") from None
+
+
+def save_csv(frame, path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4g")

@@ -1,0 +1,201 @@
+"""K-FAC factors of target nn.Linear layers (METHOD.md section 2).
+
+For a Linear layer s = W a (+ b), with one sample per selected token position,
+    A = sum_n a_n a_n^T    (d_in x d_in),   G = sum_n g_n g_n^T   (d_out x d_out),
+where g_n = dL/ds_n and L is the summed loss of labels drawn from the model itself
+(`fisher="mc"`, the true Fisher) or the dataset labels (`fisher="empirical"`). Dividing by
+the number of samples n gives the expectations, and F_W ~= (G/n) (x) (A/n).
+
+One collector serves the ViT (CLS position only) and the language model (every position
+that has a next token): the caller's forward function says which positions count.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+
+def match_modules(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Names of the nn.Linear modules matching any glob pattern, in model order.
+
+    Patterns are full-name globs over public module paths, e.g. `blocks.*.mlp.fc1` (timm) or
+    `model.layers.2[345].mlp.gate_proj` (transformers).
+    """
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    picked = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    for p in patterns:
+        if not any(fnmatch.fnmatchcase(n, p) for n in names):
+            raise ValueError(f"module pattern {p!r} matches no nn.Linear of the model")
+    return picked
+
+
+# ---------------------------------------------------------------------------------------------
+# Likelihoods: the loss behind G and how a label is drawn from the model's prediction.
+
+
+class Categorical:
+    """Softmax cross-entropy (classification, next-token prediction)."""
+
+    @staticmethod
+    def sample(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        probs = torch.softmax(logits.detach().float(), dim=-1)  # (N, C)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (N,)
+
+    @staticmethod
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, reduction="sum")
+
+
+class Gaussian:
+    """Unit-variance Gaussian, i.e. 0.5 * squared error (regression heads)."""
+
+    @staticmethod
+    def sample(pred: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(pred.shape, generator=generator, device=pred.device)
+        return pred.detach().float() + noise
+
+    @staticmethod
+    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((pred.float() - target) ** 2).sum()
+
+
+LIKELIHOODS = {"categorical": Categorical, "gaussian": Gaussian}
+
+
+@dataclass
+class FactorConfig:
+    modules: list[str]                 # glob patterns of the target nn.Linear names
+    fisher: str = "mc"                 # "mc": labels sampled from the model; "empirical": dataset labels
+    seed: int = 0                      # seeds the label sampling of the mc Fisher
+    likelihood: str = "categorical"    # "categorical" (cross-entropy) or "gaussian" (squared error)
+    max_modules_per_pass: int = 0      # 0: every target in one pass; else passes over the data in groups
+
+
+@dataclass
+class ForwardResult:
+    """What the caller's forward function returns for one batch."""
+
+    outputs: torch.Tensor        # (N, C) predictions at the N selected positions
+    labels: torch.Tensor         # (N,) dataset labels there (used by fisher="empirical")
+    positions: torch.Tensor | None  # (B, T) bool: which token positions of the hooked layers count;
+                                    # None when the hooked tensors are already (N, d)
+
+
+class _Capture:
+    """Forward hooks that keep each target layer's input and output for one batch."""
+
+    def __init__(self, modules: dict[str, nn.Linear]):
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in modules.items()]
+
+    def _hook(self, name):
+        def hook(module, args, output):
+            self.inputs[name] = args[0].detach()
+            self.outputs[name] = output
+        return hook
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def _rows(t: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, d) or (N, d) -> (N, d) float32 rows at the selected positions."""
+    if positions is None:
+        return t.reshape(-1, t.shape[-1]).float()
+    assert t.shape[:2] == positions.shape, f"hooked tensor {tuple(t.shape)} vs positions {tuple(positions.shape)}"
+    return t[positions].float()
+
+
+def collect_factors(
+    model: nn.Module,
+    cfg: FactorConfig,
+    batches: Callable[[], Iterable],
+    forward: Callable[[nn.Module, object], ForwardResult],
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Sums A, G and the sample count n for every target module.
+
+    `batches()` returns a fresh iterable over the data (called once per module group);
+    `forward(model, batch)` runs the model and says which positions count. Only the targets'
+    output gradients are requested from autograd: no weight gradient is ever formed, and the
+    backward pass stops at the lowest target layer.
+    """
+    assert cfg.fisher in ("mc", "empirical"), f"unknown fisher type {cfg.fisher!r}"
+    likelihood = LIKELIHOODS[cfg.likelihood]
+    names = match_modules(model, cfg.modules)
+    group = cfg.max_modules_per_pass or len(names)
+    all_modules = dict(model.named_modules())
+    factors: dict[str, dict[str, torch.Tensor]] = {}
+    was_training = model.training
+    model.eval()  # no dropout: the Fisher of the deployed model
+    try:
+        for start in range(0, len(names), group):
+            targets = {n: all_modules[n] for n in names[start:start + group]}
+            sums = {
+                n: {
+                    "A": torch.zeros(m.in_features, m.in_features, device=device),
+                    "G": torch.zeros(m.out_features, m.out_features, device=device),
+                    "n": torch.zeros((), dtype=torch.int64, device=device),
+                }
+                for n, m in targets.items()
+            }
+            # Same seed for every group, so every group sees the same sampled labels.
+            generator = torch.Generator(device=device).manual_seed(cfg.seed)
+            capture = _Capture(targets)
+            try:
+                desc = f"K-FAC modules {start + 1}-{start + len(targets)} of {len(names)}"
+                for batch in tqdm(batches(), desc=desc, disable=not progress, mininterval=5):
+                    _accumulate(model, batch, forward, likelihood, cfg.fisher, generator, capture, sums)
+            finally:
+                capture.remove()
+            factors.update(sums)
+    finally:
+        model.train(was_training)
+    return factors
+
+
+def _accumulate(model, batch, forward, likelihood, fisher, generator, capture, sums):
+    capture.inputs.clear()
+    capture.outputs.clear()
+    with torch.enable_grad():
+        result = forward(model, batch)
+        if fisher == "mc":
+            labels = likelihood.sample(result.outputs, generator)
+        else:
+            labels = result.labels
+        loss = likelihood.loss(result.outputs, labels)  # summed: g_n is each sample's own gradient
+        names = list(sums)
+        grads = torch.autograd.grad(loss, [capture.outputs[n] for n in names])
+    for name, grad in zip(names, grads):
+        a = _rows(capture.inputs[name], result.positions)  # (N, d_in)
+        g = _rows(grad, result.positions)  # (N, d_out)
+        assert a.shape[0] == g.shape[0], "inputs and gradients select different rows"
+        sums[name]["A"].addmm_(a.T, a)
+        sums[name]["G"].addmm_(g.T, g)
+        sums[name]["n"] += a.shape[0]
+
+
+def factor_tensors(factors: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Flatten to the safetensors layout `{module}.A`, `{module}.G`, `{module}.n` (sums)."""
+    return {f"{name}.{key}": t for name, f in factors.items() for key, t in f.items()}
+
+
+def expectations(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """From the saved sums to (G, A) expectations per module."""
+    out = {}
+    for key in tensors:
+        if key.endswith(".A"):
+            name = key[:-2]
+            n = tensors[f"{name}.n"].item()
+            assert n > 0, f"{name}: no samples were collected"
+            out[name] = (tensors[f"{name}.G"] / n, tensors[f"{name}.A"] / n)
+    return out

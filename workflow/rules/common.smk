@@ -1,0 +1,46 @@
+# Config validation and helpers shared by every rule file.
+import json
+import os
+from functools import lru_cache
+
+from curvmem.config import ConfigError, fmt, validate
+
+try:
+    validate(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+# Spinning OpenMP threads stall when jobs share cores; must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+VIT = config["vit"]
+
+
+def as_json(obj) -> str:
+    """Params are passed to the library as JSON; Snakemake records them for rerun detection."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def vit_split(split: str) -> str:
+    ext = "parquet" if VIT["data"]["dataset"] == "imagefolder" else "safetensors"
+    return f"data/vit/{split}.{ext}"
+
+
+@lru_cache
+def vit_layer_set_modules(name: str) -> list[str]:
+    """Module names of a layer set, resolved against the configured architecture."""
+    from curvmem.kfac import match_modules
+    from curvmem.vision.model import ViTConfig, build_vit
+    import torch
+
+    with torch.device("meta"):
+        model = build_vit(ViTConfig(**VIT["model"]))
+    return match_modules(model, VIT["edit"]["layer_sets"][name])
+
+
+def vit_edit_results() -> list[str]:
+    out = ["results/vit/edits/baseline.json"]
+    for layer_set in VIT["edit"]["layer_sets"]:
+        out += [f"results/vit/edits/{layer_set}/kfac_{fmt(r)}.json" for r in VIT["edit"]["rhos"]]
+        out += [f"results/vit/edits/{layer_set}/svd_{fmt(k)}.json" for k in VIT["edit"]["svd_drop_fractions"]]
+    return out

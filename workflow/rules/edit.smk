@@ -1,0 +1,75 @@
+# Edits and their evaluation: one job per (layer set, method, cutoff), so changing one cutoff
+# reruns exactly that job and the tables and figures that read it.
+
+wildcard_constraints:
+    layer_set="[A-Za-z0-9_]+",
+    method="kfac|svd",
+    cutoff="[0-9.]+",
+
+
+VIT_EVAL_INPUTS = dict(
+    model="results/vit/model.safetensors",
+    train=vit_split("train"),
+    val=vit_split("val"),
+    corruption="data/vit/corruption.json",
+)
+
+
+rule vit_baseline:
+    input:
+        **VIT_EVAL_INPUTS,
+    output:
+        "results/vit/edits/baseline.json",
+    params:
+        model=as_json(VIT["model"]),
+        eval=VIT["eval"],
+    threads: config["threads"]["edit"]
+    log:
+        "logs/vit_edits/baseline.log",
+    shell:
+        "python -m curvmem.vision.evaluate --model-config {params.model:q} --model {input.model} "
+        "--train {input.train} --val {input.val} --corruption {input.corruption} --method none "
+        "--batch-size {params.eval[batch_size]} --device {params.eval[device]} --out {output} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule vit_edit:
+    input:
+        **VIT_EVAL_INPUTS,
+        basis="results/vit/basis.safetensors",
+    output:
+        "results/vit/edits/{layer_set}/{method}_{cutoff}.json",
+    params:
+        model=as_json(VIT["model"]),
+        modules=lambda wc: as_json(vit_layer_set_modules(wc.layer_set)),
+        eval=VIT["eval"],
+    threads: config["threads"]["edit"]
+    log:
+        "logs/vit_edits/{layer_set}/{method}_{cutoff}.log",
+    shell:
+        "python -m curvmem.vision.evaluate --model-config {params.model:q} --model {input.model} "
+        "--train {input.train} --val {input.val} --corruption {input.corruption} --basis {input.basis} "
+        "--method {wildcards.method} --cutoff {wildcards.cutoff} --modules {params.modules:q} "
+        "--layer-set {wildcards.layer_set} --batch-size {params.eval[batch_size]} "
+        "--device {params.eval[device]} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule vit_activation_ratio:
+    input:
+        model="results/vit/model.safetensors",
+        train=vit_split("train"),
+        corruption="data/vit/corruption.json",
+        basis="results/vit/basis.safetensors",
+    output:
+        "results/vit/activation_ratio.parquet",
+    params:
+        model=as_json(VIT["model"]),
+        eval=VIT["eval"],
+    threads: config["threads"]["edit"]
+    log:
+        "logs/vit_activation_ratio.log",
+    shell:
+        "python -m curvmem.vision.activations --model-config {params.model:q} --model {input.model} "
+        "--train {input.train} --corruption {input.corruption} --basis {input.basis} "
+        "--batch-size {params.eval[batch_size]} --device {params.eval[device]} --out {output} "
+        "--threads {threads} > {log} 2>&1"
