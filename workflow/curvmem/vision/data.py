@@ -194,7 +194,7 @@ class ImageSet(torch.utils.data.Dataset):
         path = Path(path)
         self.path = path
         base_labels, self.meta = split_labels(path)
-        self.labels = torch.as_tensor(base_labels if labels is None else labels, dtype=torch.int64)
+        self.labels = torch.tensor(base_labels if labels is None else labels, dtype=torch.int64)
         self.indices = np.arange(len(self.labels)) if indices is None else np.asarray(indices)
         if path.suffix == ".parquet":
             from torchvision import transforms as T

@@ -1,0 +1,70 @@
+"""Config validation: the shipped configs pass; malformed ones fail with one line naming the key."""
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from curvmem.config import ConfigError, validate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "config"
+
+
+def load(name):
+    return yaml.safe_load((CONFIGS / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+def test_shipped_configs_are_valid(name):
+    validate(load(name))
+
+
+def test_paper_config_is_valid_given_an_imagefolder(tmp_path):
+    (tmp_path / "train" / "n01440764").mkdir(parents=True)
+    config = load("paper.yaml")
+    config["vit"]["data"]["root"] = str(tmp_path)
+    validate(config)
+
+
+def set_key(config, dotted, value):
+    *parents, last = dotted.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+DELETE = object()
+
+BAD = [
+    ("vit.edit.rhoz", [0.5], "vit.edit.rhoz: unknown key"),
+    ("vit.train.epochs", "ten", "vit.train.epochs: 'ten' is not of type 'integer'"),
+    ("vit.edit.rhos", [0.0, 0.5], "vit.edit.rhos[0]"),
+    ("vit.edit.rhos", [1.5], "vit.edit.rhos[0]"),
+    ("vit.edit.rhos", [0.5, 0.5], "vit.edit.rhos: has duplicate entries"),
+    ("vit.data.noise_rate", 1.0, "vit.data.noise_rate"),
+    ("vit.data.noise_rate", -0.1, "vit.data.noise_rate"),
+    ("vit.factors.modules", [], "vit.factors.modules"),
+    ("vit.factors.modules", ["blocks.*.attn.fc9"], "vit.factors.modules[0]: 'blocks.*.attn.fc9' matches no nn.Linear"),
+    ("vit.edit.layer_sets.first_last", ["blocks.9.mlp.fc1"], "vit.edit.layer_sets.first_last[0]"),
+    ("vit.model.name", "vit_gigantic_nonexistent", "vit.model.name"),
+    ("vit.data.root", "/nonexistent/fashion", "vit.data.root"),
+    ("vit.headline.rho", 0.65, "vit.headline.rho"),
+    ("vit.model.overrides", {"depth": 2}, "vit.model.overrides: only allowed with scale: test"),
+    ("vit.train.seed", DELETE, "vit.train.seed: required but missing"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", BAD, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD])
+def test_bad_config_is_one_line_naming_the_key(key, value, message):
+    config = set_key(copy.deepcopy(load("config.yaml")), key, value)
+    with pytest.raises(ConfigError) as err:
+        validate(config)
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith("config key "), text
+    assert message in text, text
