@@ -53,7 +53,7 @@ def test_full_dag_builds_every_output(workdir):
         assert table2[col].between(0, 100).all()
     sweep = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
     assert len(sweep) == 1 + 2 * (2 + 1)  # baseline + 2 layer sets x (2 rhos + 1 svd)
-    figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
+    figures = sorted(p.name for p in (workdir / "results/figures").glob("*.png"))
     assert figures == ["vit_activation_ratio.png", "vit_rho_sweep.png", "vit_spectra.png", "vit_table2.png",
                        "vit_training.png"]
     assert all((workdir / "logs" / f"{rule}.log").exists() for rule in ("train_vit", "vit_factors", "figures"))

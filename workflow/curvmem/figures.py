@@ -18,9 +18,9 @@ from .common import setup_logging  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-METRIC_LABELS = {"memorized_train_pct": "memorized (noised label) %",
-                 "train_gt_acc_pct": "GT recovery on mislabeled %",
-                 "val_acc_pct": "clean validation accuracy %"}
+METRIC_LABELS = {"memorized_train_pct": "memorized %",
+                 "train_gt_acc_pct": "GT recovery %",
+                 "val_acc_pct": "validation accuracy %"}
 MODEL_LABELS = {"baseline": "unedited", "svd": "SVD", "kfac": "K-FAC"}
 
 
@@ -46,7 +46,6 @@ def vit_table2(table2: pd.DataFrame, out: Path) -> None:
     grid.set_axis_labels("", "% of images")
     grid.set_titles("{col_name}")
     for ax in grid.axes.flat:
-        ax.tick_params(axis="x", labelrotation=12)
         for container in ax.containers:
             ax.bar_label(container, fmt="%.1f", fontsize=7)
     grid.figure.suptitle("Table 2: label-noise memorization before and after the edit", y=1.03)
@@ -54,18 +53,23 @@ def vit_table2(table2: pd.DataFrame, out: Path) -> None:
 
 
 def vit_sweep(sweep: pd.DataFrame, headline: dict, out: Path) -> None:
+    """Rows: K-FAC vs rho, SVD vs dropped fraction; columns: the three Table 2 metrics."""
     base = sweep[sweep.method == "none"].iloc[0]
-    edits = sweep[sweep.method != "none"].copy()
-    edits["kept"] = edits.cutoff.where(edits.method == "kfac", 1 - edits.cutoff)
-    edits["edit"] = edits.method.map(MODEL_LABELS) + " " + edits.layer_set
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharex=True)
-    for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
-        sns.lineplot(edits, x="kept", y=metric, hue="layer_set", style="method", markers=True, ax=ax,
-                     legend=ax is axes[-1])
-        ax.axhline(base[metric], color="grey", ls="--", lw=1, label="unedited")
-        ax.set(xlabel="kept: rho (K-FAC) or fraction of singular values (SVD)", ylabel=label)
-    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    fig.suptitle(f"Cutoff sweep (headline: {headline['layer_set']}, rho {headline['rho']:g}); dashed: unedited")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), sharey="col")
+    for row, (method, xlabel) in enumerate((("kfac", "rho (fraction of curvature mass kept)"),
+                                            ("svd", "fraction of singular values dropped"))):
+        edits = sweep[sweep.method == method].copy()
+        edits["x"] = edits.cutoff.map(lambda c: f"{c:g}")
+        order = [f"{c:g}" for c in sorted(edits.cutoff.unique())]
+        for col, (metric, label) in enumerate(METRIC_LABELS.items()):
+            ax = axes[row, col]
+            sns.pointplot(edits, x="x", y=metric, hue="layer_set", order=order, ax=ax, markersize=4,
+                          legend=col == 2)
+            ax.axhline(base[metric], color="grey", ls="--", lw=1)
+            ax.set(xlabel=xlabel, ylabel=label, title=f"{MODEL_LABELS[method]}: {label}")
+        axes[row, 2].legend(title="layer set", loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle(f"Cutoff sweep; dashed: unedited model; Table 2 uses {headline['layer_set']} at rho "
+                 f"{headline['rho']:g} / SVD drop {headline['svd_drop_fraction']:g}")
     fig.tight_layout()
     save(fig, out, "vit_rho_sweep.png")
 
