@@ -99,6 +99,10 @@ def vit_activation(activation: pd.DataFrame, out: Path) -> None:
         ax.tick_params(axis="x", labelrotation=45)
     grid.set_axis_labels("", "memorized / clean activation")
     grid.set_titles("{col_name}")
+    grid.axes.flat[0].text(0.01, 0.98, "paper (ImageNet ViT-B/16, last block): top 10% band\n"
+                           "more than 2x as active on clean inputs (ratio < 0.5)",
+                           transform=grid.axes.flat[0].transAxes, va="top", fontsize=8,
+                           bbox=dict(facecolor="white", alpha=0.8, lw=0))
     grid.figure.suptitle("Activation ratio per band (paper Fig. 2): > 1 means more active on memorized inputs", y=1.03)
     save(grid.figure, out, "vit_activation_ratio.png")
 

@@ -25,6 +25,8 @@ rule corrupt_labels:
         data=as_json({"noise_rate": VIT["data"]["noise_rate"], "seed": VIT["data"]["seed"]}),
     log:
         "logs/corrupt_labels.log",
+    benchmark:
+        "logs/benchmarks/corrupt_labels.tsv"
     shell:
         "python -m curvmem.vision.data corrupt --params {params.data:q} "
         "--train {input.train} --out {output} > {log} 2>&1"

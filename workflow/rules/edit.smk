@@ -26,6 +26,8 @@ rule vit_baseline:
     threads: config["threads"]["edit"]
     log:
         "logs/vit_edits/baseline.log",
+    benchmark:
+        "logs/benchmarks/vit_edits/baseline.tsv"
     shell:
         "python -m curvmem.vision.evaluate --model-config {params.model:q} --model {input.model} "
         "--train {input.train} --val {input.val} --corruption {input.corruption} --method none "
@@ -46,6 +48,8 @@ rule vit_edit:
     threads: config["threads"]["edit"]
     log:
         "logs/vit_edits/{layer_set}/{method}_{cutoff}.log",
+    benchmark:
+        "logs/benchmarks/vit_edits/{layer_set}/{method}_{cutoff}.tsv"
     shell:
         "python -m curvmem.vision.evaluate --model-config {params.model:q} --model {input.model} "
         "--train {input.train} --val {input.val} --corruption {input.corruption} --basis {input.basis} "
@@ -68,6 +72,8 @@ rule vit_activation_ratio:
     threads: config["threads"]["edit"]
     log:
         "logs/vit_activation_ratio.log",
+    benchmark:
+        "logs/benchmarks/vit_activation_ratio.tsv"
     shell:
         "python -m curvmem.vision.activations --model-config {params.model:q} --model {input.model} "
         "--train {input.train} --corruption {input.corruption} --basis {input.basis} "

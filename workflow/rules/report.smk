@@ -13,6 +13,8 @@ rule vit_tables:
         headline=as_json(VIT["headline"]),
     log:
         "logs/vit_tables.log",
+    benchmark:
+        "logs/benchmarks/vit_tables.tsv"
     shell:
         "python -m curvmem.vision.tables --edits {input.edits} --activation {input.activation} "
         "--headline {params.headline:q} --table2 {output.table2} --sweep {output.sweep} "

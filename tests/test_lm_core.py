@@ -1,0 +1,104 @@
+"""LM pieces of the engine on tiny random-weight instances of the paper's architectures."""
+import pytest
+import torch
+
+from curvmem.kfac import FactorConfig, collect_factors, expectations, factor_tensors
+from curvmem.lm.model import LMConfig, build_lm
+from curvmem.lm.positions import lm_forward, next_token_positions
+from curvmem.lm.recitation import greedy_continuations, recitation_metrics, teacher_forced_match
+
+TINY = dict(vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2)
+
+
+def tiny(arch="olmo2", dtype="float64", seed=0):
+    return build_lm(LMConfig(arch=arch, dtype=dtype, **TINY), seed=seed)
+
+
+def batch_of(seqs, pad_side="right"):
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        sl = slice(0, len(s)) if pad_side == "right" else slice(width - len(s), width)
+        ids[i, sl], mask[i, sl] = torch.tensor(s), 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+MLP = ["model.layers.*.mlp.gate_proj", "model.layers.*.mlp.up_proj", "model.layers.*.mlp.down_proj"]
+
+
+def factors(model, batches, fisher="empirical", modules=MLP):
+    sums = collect_factors(model, FactorConfig(modules=modules, fisher=fisher), lambda: batches, lm_forward,
+                           progress=False)
+    return sums
+
+
+def test_next_token_positions():
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1], [1, 0, 0, 0]])
+    expected = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    assert torch.equal(next_token_positions(mask), expected)
+
+
+@pytest.mark.parametrize("arch", ["olmo2", "llama"])
+def test_one_sequence_one_position_equals_gradient_outer_product(arch):
+    """Two tokens: only position 0 predicts a next token, and causality keeps position 1 out of
+    its loss, so K-FAC is exact: kron(G, A) = vec(dL/dW) vec(dL/dW)^T."""
+    model = tiny(arch)
+    batch = batch_of([[5, 17]])
+    sums = factors(model, [batch])
+    modules = dict(model.named_modules())
+    logits = model(**batch).logits
+    loss = torch.nn.functional.cross_entropy(logits[0, :1], torch.tensor([17]))
+    names = list(sums)
+    grads = torch.autograd.grad(loss, [modules[n].weight for n in names])
+    for name, grad in zip(names, grads):
+        G, A = expectations(factor_tensors({name: sums[name]}))[name]
+        exact = torch.outer(grad.flatten(), grad.flatten())
+        torch.testing.assert_close(torch.kron(G.double(), A.double()), exact, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("pad_side", ["left", "right"])
+def test_padding_is_masked(pad_side):
+    model = tiny()
+    seqs = [[3, 9, 4, 11, 2], [7, 1, 30]]
+    padded = factors(model, [batch_of(seqs, pad_side)])
+    alone = [factors(model, [batch_of([s])]) for s in seqs]
+    for name in padded:
+        assert padded[name]["n"].item() == 4 + 2
+        for key in ("A", "G"):
+            torch.testing.assert_close(padded[name][key], alone[0][name][key] + alone[1][name][key],
+                                       rtol=1e-4, atol=1e-6)
+
+
+def naive_greedy(model, prefix, n_new):
+    seq = list(prefix)
+    for _ in range(n_new):
+        logits = model(input_ids=torch.tensor([seq])).logits
+        seq.append(int(logits[0, -1].argmax()))
+    return seq[len(prefix):]
+
+
+@pytest.mark.parametrize("arch", ["olmo2", "llama"])
+def test_batched_left_padded_greedy_equals_naive_decoding(arch):
+    model = tiny(arch, dtype="float32", seed=3)
+    prefixes = [[1, 2, 3, 4, 5, 6], [7, 8], [9, 10, 11], [12]]
+    batched = greedy_continuations(model, prefixes, n_new=6, pad_id=0, batch_size=3)
+    assert batched == [naive_greedy(model, p, 6) for p in prefixes]
+
+
+def test_teacher_forced_match_agrees_with_greedy():
+    model = tiny(dtype="float32", seed=4)
+    prefixes = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    cont = greedy_continuations(model, prefixes, n_new=5, pad_id=0)
+    seqs = [p + c for p, c in zip(prefixes, cont)]
+    seqs[1][-1] = (seqs[1][-1] + 1) % 40  # a different last suffix token: no longer recited
+    assert teacher_forced_match(model, seqs, prefix_len=4) == [True, False, True]
+
+
+def test_recitation_metrics_by_hand():
+    suffixes = [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]]
+    generated = [[1, 2, 3, 4], [1, 2, 9, 4], [9, 9, 9, 4]]  # distances 0, 1, 3 of 4
+    m = recitation_metrics(generated, suffixes)
+    assert m["strict_pct"] == pytest.approx(100 / 3)
+    assert m["loose_pct"] == pytest.approx(200 / 3)  # 1 - 1/4 = 0.75 counts as loose
+    assert m["levenshtein"] == pytest.approx((0 + 0.25 + 0.75) / 3)

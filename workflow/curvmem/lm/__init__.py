@@ -1,0 +1,5 @@
+"""The language-model arm: verbatim recitation in a causal LM (paper section 5 / Table 1).
+
+Reuses the curvature engine (kfac, basis, edit, activations); what is LM-specific lives here:
+the model loader, the next-token position selection, and batched greedy recitation.
+"""

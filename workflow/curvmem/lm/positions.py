@@ -1,0 +1,24 @@
+"""Which token positions count as K-FAC samples in a causal LM: every position that has a next
+token (the last one of each sequence is dropped), padding excluded, either padding side."""
+from __future__ import annotations
+
+import torch
+
+from ..kfac import ForwardResult
+
+
+def next_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: position t is real and so is t + 1."""
+    mask = attention_mask.bool()
+    keep = torch.zeros_like(mask)
+    keep[:, :-1] = mask[:, :-1] & mask[:, 1:]
+    return keep
+
+
+def lm_forward(model, batch: dict) -> ForwardResult:
+    """Forward for the collector: predictions at every position with a next token."""
+    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
+    keep = next_token_positions(attention_mask)
+    targets = input_ids.roll(-1, dims=1)  # target of position t is token t + 1
+    return ForwardResult(outputs=logits[keep], labels=targets[keep], positions=keep)
