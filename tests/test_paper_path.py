@@ -4,22 +4,18 @@ the same Snakemake rules."""
 import pytest
 import yaml
 
-from test_pipeline import REPO, snakemake
+from conftest import copy_project, snakemake
 from test_vision_data import make_imagefolder
 
 pytestmark = pytest.mark.pipeline
 
 
 def test_paper_config_runs_on_a_tiny_vit_b(tmp_path):
-    import shutil
-
     import pandas as pd
 
-    for item in ("Snakefile", "config", "workflow"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    copy_project(tmp_path)
     root = make_imagefolder(tmp_path / "imagenet", per_class=6, size=48)
-    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    config = yaml.safe_load((tmp_path / "config/paper.yaml").read_text())
     vit = config["vit"]
     config["scale"] = "test"  # allows model.overrides
     config["threads"] = {"train": 1, "factors": 1, "edit": 1}

@@ -1,26 +1,13 @@
 """The pipeline contract on config/test.yaml: the whole DAG runs, a second run does nothing, and
 changing only the cutoffs reruns only edit, table and figure jobs."""
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import snakemake
+
 pytestmark = pytest.mark.pipeline
-
-
-def snakemake(workdir, *args, check=True):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "results/figures", "--cores", "2", *args],
-                          cwd=workdir, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout + proc.stderr
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -34,14 +21,9 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    work = tmp_path_factory.mktemp("pipeline")
-    for item in ("Snakefile", "config", "workflow"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    snakemake(work, "--configfile", "config/test.yaml")
-    return work
+@pytest.fixture()
+def workdir(test_run):
+    return test_run
 
 
 def test_full_dag_builds_every_output(workdir):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
 import sys
 
 import numpy as np
@@ -26,3 +28,10 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the failure tests: SIGKILL this process when CURVMEM_CRASH_AT names
+    this point (e.g. `train:step5`, `write:model.safetensors`). A no-op otherwise."""
+    if os.environ.get("CURVMEM_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -16,6 +16,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .common import crash_point
+
 # Which rule makes which artifact, so a corrupt file can be traced to the job to rerun.
 # Keys are file-name suffixes; the first match wins.
 _MAKERS = {
@@ -57,10 +59,13 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed earlier attempt
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        crash_point(f"write:{path.name}")  # the failure tests kill the job here: complete temp file, no rename
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     finally:
@@ -118,9 +123,29 @@ def load_json(path):
         raise _fail(path, f"not valid JSON ({err})") from None
 
 
-def save_parquet(frame, path) -> None:
+def save_parquet(frame, path, metadata: dict | None = None) -> None:
+    """Parquet with optional JSON metadata stored in the file's schema (key b"curvmem")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"curvmem": json.dumps(metadata)})
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
+
+
+def load_parquet_metadata(path) -> dict:
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as err:  # pyarrow raises several unrelated types for a bad file
+        raise _fail(path, f"not a readable Parquet file ({err})") from None
+    if b"curvmem" not in meta:
+        raise _fail(path, "has no curvmem metadata")
+    return json.loads(meta[b"curvmem"])
 
 
 def load_parquet(path):

@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .common import crash_point
+
 
 def match_modules(model: nn.Module, patterns: list[str]) -> list[str]:
     """Names of the nn.Linear modules matching any glob pattern, in model order.
@@ -153,8 +155,9 @@ def collect_factors(
             capture = _Capture(targets)
             try:
                 desc = f"K-FAC modules {start + 1}-{start + len(targets)} of {len(names)}"
-                for batch in tqdm(batches(), desc=desc, disable=not progress, mininterval=5):
+                for i, batch in enumerate(tqdm(batches(), desc=desc, disable=not progress, mininterval=5)):
                     _accumulate(model, batch, forward, likelihood, cfg.fisher, generator, capture, sums)
+                    crash_point(f"factors:batch{i + 1}")
             finally:
                 capture.remove()
             factors.update(sums)

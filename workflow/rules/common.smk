@@ -1,14 +1,17 @@
 # Config validation and helpers shared by every rule file.
 import json
 import os
+import sys
 from functools import lru_cache
 
+from curvmem import artifacts
 from curvmem.config import ConfigError, fmt, validate
 
 try:
     validate(config)
 except ConfigError as err:
-    raise WorkflowError(str(err)) from None
+    print(err, file=sys.stderr)  # one line naming the key, before any job
+    sys.exit(1)
 
 # Spinning OpenMP threads stall when jobs share cores; must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -22,8 +25,7 @@ def as_json(obj) -> str:
 
 
 def vit_split(split: str) -> str:
-    ext = "parquet" if VIT["data"]["dataset"] == "imagefolder" else "safetensors"
-    return f"data/vit/{split}.{ext}"
+    return artifacts.vit_split(config, split)
 
 
 @lru_cache

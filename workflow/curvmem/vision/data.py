@@ -139,10 +139,8 @@ def prepare_imagefolder(cfg: DataConfig, out_train: Path, out_val: Path) -> None
         idx = subset(len(rows), n, seed)
         frame = pd.DataFrame([rows[i] for i in idx], columns=["path", "label"])
         digest = hashlib.sha256("\n".join(f"{p}\t{l}" for p, l in zip(frame.path, frame.label)).encode()).hexdigest()
-        frame.attrs = {}
-        io.save_parquet(frame, out)
-        io.save_json({"dataset": "imagefolder", "split": split, "root": str(root), "classes": classes,
-                      "checksum": digest, "n": len(frame)}, Path(str(out) + ".json"))
+        io.save_parquet(frame, out, metadata={"dataset": "imagefolder", "split": split, "root": str(root),
+                                              "classes": classes, "checksum": digest, "n": len(frame)})
         log.info("%s: %d images in %d classes", out, len(frame), len(classes))
 
 
@@ -166,8 +164,7 @@ def split_labels(path) -> tuple[np.ndarray, dict]:
     """Labels and metadata of a prepared split, either format."""
     path = Path(path)
     if path.suffix == ".parquet":
-        meta = io.load_json(Path(str(path) + ".json"))
-        return io.load_parquet(path)["label"].to_numpy(), meta
+        return io.load_parquet(path)["label"].to_numpy(), io.load_parquet_metadata(path)
     meta = io.load_metadata(path)
     return io.load_tensors(path)["labels"].numpy(), meta
 

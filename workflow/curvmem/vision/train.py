@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import io
-from ..common import pick_device, setup_logging, setup_torch
+from ..common import crash_point, pick_device, setup_logging, setup_torch
 from .data import ImageSet, batches, noisy_labels
 from .model import ViTConfig, build_vit
 
@@ -90,6 +90,7 @@ def train(model, train_set: ImageSet, mislabeled: np.ndarray, cfg: TrainConfig, 
             fit_mislabeled += hit[is_mislabeled[idx]].sum().item()
             seen += len(idx)
             bar.update()
+            crash_point(f"train:step{bar.n}")
         row = {"epoch": epoch + 1, "loss": sum_loss / seen, "train_fit_pct": 100 * fit / seen,
                "mislabeled_fit_pct": 100 * fit_mislabeled / max(1, len(mislabeled)),
                "lr": sched.get_last_lr()[0]}
