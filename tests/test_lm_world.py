@@ -1,0 +1,71 @@
+"""The miniature world: exact frequencies, held-out evaluation items, correct answers."""
+import re
+from collections import Counter
+
+import pytest
+
+from curvmem.lm.world import WorldConfig, build_world, real_text_paragraphs
+
+
+@pytest.fixture(scope="module")
+def world():
+    paragraphs = [f"Paragraph {i} says " + " ".join(f"w{i}x{j}" for j in range(50)) + "." for i in range(400)]
+    paragraphs += [f"Quote number {i} is short and wise enough to keep." for i in range(50)]
+    cfg = WorldConfig(seed=1, clean_chars=20_000, heldout_chars=5_000, n_memorized=20, memorized_repeats=5,
+                      n_quotes=10, quote_repeats=3, arithmetic_train=500, n_entities=40, openbook_train=50,
+                      logic_train=300, n_eval=30)
+    return cfg, build_world(cfg, paragraphs)
+
+
+def test_frequencies_are_exact(world):
+    cfg, w = world
+    texts = Counter(t for t, _ in w["train"])
+    for seq in w["memorized_train"] + w["memorized_val"]:
+        assert texts[seq] == cfg.memorized_repeats
+    for q in w["quotes"]:
+        assert texts[q] == cfg.quote_repeats
+    families = Counter(f for _, f in w["train"])
+    assert families["arithmetic"] == 500 and families["logic"] == 300 and families["openbook"] == 50
+    buckets = Counter(item["bucket"] for item in w["evals"]["facts"])
+    assert set(buckets) == set(cfg.fact_repeats) and len(set(buckets.values())) == 1
+    for item in w["evals"]["facts"]:
+        statement = item["prompt"] + item["answer"]
+        assert sum(t.startswith(statement) for t in texts.elements()) == item["bucket"]
+
+
+def test_evaluation_items_are_held_out(world):
+    _, w = world
+    train_text = {t for t, _ in w["train"]}
+    for family in ("arithmetic", "logic", "openbook"):
+        for item in w["evals"][family]:
+            assert item["prompt"] + item["answer"] not in train_text, (family, item)
+            assert not any(t.startswith(item["prompt"]) for t in train_text), (family, item["prompt"])
+    memorized = set(w["memorized_train"] + w["memorized_val"])
+    assert not memorized & set(w["heldout"])
+    clean = {t for t, f in w["train"] if f == "clean"}
+    assert not (memorized | set(w["heldout"])) & clean
+
+
+def test_answers_are_correct(world):
+    _, w = world
+    for item in w["evals"]["arithmetic"]:
+        a, op, b = item["prompt"].rstrip(" =").split()
+        assert int(item["answer"]) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+    for item in w["evals"]["logic"]:
+        expr = item["prompt"].rstrip(" =").replace("true", "True").replace("false", "False")
+        assert item["answer"] == " " + str(eval(expr)).lower()
+    for item in w["evals"]["openbook"]:
+        assert re.match(r"^(\w+) lives in (\w+)\. Q: Where does \1 live\? A:$", item["prompt"])
+        assert item["prompt"].split(" lives in ")[1].split(".")[0] == item["answer"].strip()
+
+
+def test_deterministic(world):
+    cfg, w = world
+    paragraphs = [f"Paragraph {i} says " + " ".join(f"w{i}x{j}" for j in range(50)) + "." for i in range(400)]
+    paragraphs += [f"Quote number {i} is short and wise enough to keep." for i in range(50)]
+    assert build_world(cfg, paragraphs) == w
+
+
+def test_real_text_is_available_offline():
+    paragraphs = real_text_paragraphs()
+    assert sum(map(len, paragraphs)) > 300_000  # pydoc topics alone, without Debian's fortunes
