@@ -233,16 +233,11 @@ class ImageSet(torch.utils.data.Dataset):
             yield x, self.labels[j]
 
 
-def batches(dataset: ImageSet, batch_size: int, shuffle_seed: int | None = None, workers: int = 0):
-    """Batches of (x, y): in-memory slicing for tensor splits, a DataLoader for image folders."""
-    order = None
-    if shuffle_seed is not None:
-        order = np.random.default_rng(shuffle_seed).permutation(len(dataset))
+def batches(dataset: ImageSet, batch_size: int, workers: int = 0):
+    """Batches of (x, y) in dataset order: memory slices for tensor splits, a DataLoader for image folders."""
     if dataset.images is not None:
-        return dataset.tensor_batches(batch_size, order)
-    sampler = None if order is None else order.tolist()
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                                       num_workers=workers, persistent_workers=False)
+        return dataset.tensor_batches(batch_size)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
 
 
 def main(argv=None):

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .. import io
 from ..common import crash_point, pick_device, setup_logging, setup_torch
-from .data import ImageSet, batches, noisy_labels
+from .data import ImageSet, noisy_labels
 from .model import ViTConfig, build_vit
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,7 @@ def train(model, train_set: ImageSet, mislabeled: np.ndarray, cfg: TrainConfig, 
         t0 = time.time()
         sum_loss, fit, fit_mislabeled, seen = 0.0, 0, 0, 0
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            x, y = _batch(train_set, idx, cfg.workers)
+        for x, y, idx in epoch_batches(train_set, order, cfg.batch_size, cfg.workers):
             x, y = x.to(device), y.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x)  # (B, num_classes)
@@ -101,12 +99,30 @@ def train(model, train_set: ImageSet, mislabeled: np.ndarray, cfg: TrainConfig, 
     return history
 
 
-def _batch(dataset: ImageSet, idx: np.ndarray, workers: int):
-    """One training batch by index: tensor splits slice memory, image folders decode files."""
+class _WithIndex(torch.utils.data.Dataset):
+    def __init__(self, dataset: ImageSet):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return (*self.dataset[i], i)
+
+
+def epoch_batches(dataset: ImageSet, order: np.ndarray, batch_size: int, workers: int):
+    """(x, y, indices) batches in the given order: memory slices for tensor splits, a DataLoader
+    with `workers` decoding processes for image folders."""
     if dataset.images is not None:
-        return next(dataset.tensor_batches(len(idx), idx))
-    items = [dataset[int(i)] for i in idx]
-    return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            x, y = next(dataset.tensor_batches(len(idx), idx))
+            yield x, y, idx
+        return
+    loader = torch.utils.data.DataLoader(_WithIndex(dataset), batch_size=batch_size, sampler=order.tolist(),
+                                         num_workers=workers)
+    for x, y, idx in loader:
+        yield x, y, idx.numpy()
 
 
 def main(argv=None):
