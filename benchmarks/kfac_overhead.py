@@ -5,6 +5,9 @@
 
     python benchmarks/kfac_overhead.py                 # default-scale ViT, ViT-B/16-sized MLP matrix
     python benchmarks/kfac_overhead.py --vit-depth 2 --vit-dim 768 --img 224 --patch 16
+    python benchmarks/kfac_overhead.py --lm            # default-scale Olmo2 (every next-token position)
+    python benchmarks/kfac_overhead.py --lm --lm-hidden 576 --lm-inter 1536 --lm-layers 30 --lm-heads 9 \
+        --lm-vocab 49152 --lm-batch 4                   # SmolLM2-135M dims
 
 Prints ratios, not absolute times, so numbers from different machines can be compared.
 """
@@ -58,6 +61,36 @@ def collection_ratio(args) -> float:
     return t_kfac / t_plain
 
 
+def lm_collection_ratio(args) -> float:
+    from curvmem.lm.model import LMConfig, build_lm
+    from curvmem.lm.positions import lm_forward
+
+    model = build_lm(LMConfig(arch="olmo2", vocab_size=args.lm_vocab, hidden_size=args.lm_hidden,
+                              intermediate_size=args.lm_inter, num_hidden_layers=args.lm_layers,
+                              num_attention_heads=args.lm_heads, max_position_embeddings=args.lm_seq))
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, args.lm_vocab, (args.lm_batch, args.lm_seq), generator=g) for _ in range(args.batches)]
+    tokens = sum(b.numel() for b in batches)
+
+    def plain():
+        for x in batches:
+            model.zero_grad(set_to_none=True)
+            model(input_ids=x, labels=x).loss.backward()
+
+    modules = [f"model.layers.*.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
+    factor_cfg = FactorConfig(modules=modules, fisher="mc")
+    lm_batches = [{"input_ids": x, "attention_mask": torch.ones_like(x)} for x in batches]
+
+    def kfac():
+        collect_factors(model, factor_cfg, lambda: lm_batches, lm_forward, progress=False)
+
+    t_plain, t_kfac = timed(plain, args.repeats), timed(kfac, args.repeats)
+    print(f"LM K-FAC collection: {tokens / t_kfac:.0f} tokens/s, plain forward+backward: {tokens / t_plain:.0f} "
+          f"tokens/s ({len(batches)} batches of {args.lm_batch}x{args.lm_seq}, hidden {args.lm_hidden}, "
+          f"{args.lm_layers} layers, gate/up/down of every layer)")
+    return t_kfac / t_plain
+
+
 def sweep_ratio(args) -> float:
     torch.manual_seed(0)
     d_out, d_in = args.d_out, args.d_in
@@ -99,9 +132,17 @@ def main():
     p.add_argument("--cutoffs", type=int, default=6)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--lm", action="store_true", help="measure the LM collector instead of the ViT's")
+    p.add_argument("--lm-hidden", type=int, default=128)
+    p.add_argument("--lm-inter", type=int, default=512)
+    p.add_argument("--lm-layers", type=int, default=4)
+    p.add_argument("--lm-heads", type=int, default=4)
+    p.add_argument("--lm-vocab", type=int, default=2048)
+    p.add_argument("--lm-seq", type=int, default=128)
+    p.add_argument("--lm-batch", type=int, default=32)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    r1 = collection_ratio(args)
+    r1 = lm_collection_ratio(args) if args.lm else collection_ratio(args)
     r2 = sweep_ratio(args)
     print(f"ratio K-FAC collection / plain forward+backward: {r1:.2f} (goal <= 1.15)")
     print(f"ratio cutoff sweep / (eigendecomposition + n edit products): {r2:.2f} (goal <= 1.3)")

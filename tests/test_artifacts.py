@@ -10,7 +10,8 @@ from test_pipeline import job_counts
 
 pytestmark = pytest.mark.pipeline
 CFG = ("--configfile", "config/test.yaml")
-EXPENSIVE = {"prepare_vision_data", "corrupt_labels", "train_vit", "vit_factors", "vit_basis"}
+EXPENSIVE = {"prepare_vision_data", "corrupt_labels", "train_vit", "vit_factors", "vit_basis",
+             "lm_data", "lm_import", "lm_train", "lm_sets", "lm_factors", "lm_basis"}
 
 
 def test_publish_refuses_while_jobs_are_pending(tmp_path):
@@ -38,9 +39,10 @@ def test_publish_clone_restore_and_targeted_reruns(test_run, tmp_path):
     counts = job_counts(snakemake(clone, *CFG, "-n"))
     assert not EXPENSIVE & set(counts), f"restore left expensive jobs to run: {counts}"
     assert counts.get("vit_edit") == 6  # the cheap results were not published: rebuilt from the pulled ones
+    assert counts.get("lm_edit") == 6
 
     snakemake(clone, *CFG)  # rebuild figures from the pulled models and factors
-    for name in ("table2_vit.csv", "vit_sweep.csv"):
+    for name in ("table2_vit.csv", "vit_sweep.csv", "table1_lm.csv", "lm_sweep.csv"):
         assert (clone / "results/tables" / name).read_bytes() == (test_run / "results/tables" / name).read_bytes()
 
     config = yaml.safe_load((clone / "config/test.yaml").read_text())

@@ -12,29 +12,35 @@ CFG = ("--configfile", "config/test.yaml")
 
 
 def metrics_files(work: Path) -> dict[str, bytes]:
-    files = sorted((work / "results/vit/edits").rglob("*.json")) + sorted((work / "results/tables").glob("*.csv"))
+    files = (sorted((work / "results/vit/edits").rglob("*.json")) + sorted((work / "results/lm/edits").rglob("*.json"))
+             + sorted((work / "results/tables").glob("*.csv")))
     return {str(f.relative_to(work)): f.read_bytes() for f in files}
 
 
 @pytest.mark.pipeline
 def test_killed_jobs_then_rerun_give_byte_identical_metrics(test_run, tmp_path):
-    """kill -9 the training job after its file is complete but before the rename, then the factor
-    job mid-collection; the reruns must not trust anything half-done. The final metrics must be
-    byte-identical to an uninterrupted fresh run (which also proves run-to-run determinism)."""
+    """kill -9 both training jobs (ViT file, LM directory) after their output is complete but before
+    the rename, then both factor jobs mid-collection; the reruns must not trust anything half-done.
+    The final metrics must be byte-identical to an uninterrupted fresh run (which also proves
+    run-to-run determinism of both arms)."""
     work = copy_project(tmp_path / "crash")
-    proc = snakemake(work, *CFG, env={"CURVMEM_CRASH_AT": "write:model.safetensors"}, check=False)
+    proc = snakemake(work, *CFG, "--keep-going", env={"CURVMEM_CRASH_AT": "write:model.safetensors,write:model"},
+                     check=False)
     assert proc.returncode != 0
     assert not (work / "results/vit/model.safetensors").exists()
+    assert not (work / "results/lm/model").exists()
 
-    proc = snakemake(work, *CFG, env={"CURVMEM_CRASH_AT": "factors:batch1"}, check=False)
+    proc = snakemake(work, *CFG, "--keep-going", env={"CURVMEM_CRASH_AT": "factors:batch1"}, check=False)
     assert proc.returncode != 0
-    assert (work / "results/vit/model.safetensors").exists()
+    assert (work / "results/vit/model.safetensors").exists() and (work / "results/lm/model/config.json").exists()
     assert not (work / "results/vit/factors.safetensors").exists()
+    assert not (work / "results/lm/factors.safetensors").exists()
     assert not list((work / "results/vit").glob(".*.tmp")), "the rerun of training left its killed attempt's temp file"
+    assert not list((work / "results/lm").glob(".*.tmpdir")), "the LM rerun left its killed attempt's temp directory"
 
     snakemake(work, *CFG)
     ours, reference = metrics_files(work), metrics_files(test_run)
-    assert ours.keys() == reference.keys() and len(ours) == 10
+    assert ours.keys() == reference.keys() and len(ours) == 7 + 7 + 8
     for name in ours:
         assert ours[name] == reference[name], f"{name} differs from the uninterrupted run"
 
@@ -64,6 +70,12 @@ def bad(base: str, key: str, value):
     return config
 
 
+def without(config: dict, key: str) -> dict:
+    config = copy.deepcopy(config)
+    del config[key]
+    return config
+
+
 MALFORMED = [
     ("unknown key", bad("test.yaml", "vit.train.learning_rate", 0.1), "vit.train.learning_rate: unknown key"),
     ("wrong type", bad("test.yaml", "vit.train.epochs", "3"), "vit.train.epochs: '3' is not of type 'integer'"),
@@ -78,6 +90,15 @@ MALFORMED = [
     ("duplicate cutoffs", bad("test.yaml", "vit.edit.rhos", [0.5, 0.9, 0.5]), "vit.edit.rhos: has duplicate entries"),
     ("test-only key in paper config", bad("paper.yaml", "vit.model.overrides", {"depth": 2}),
      "vit.model.overrides: only allowed with scale: test"),
+    ("LM pattern matching nothing", bad("test.yaml", "lm.factors.modules", ["model.layers.*.mlp.fc1"]),
+     "lm.factors.modules[0]: 'model.layers.*.mlp.fc1' matches no nn.Linear"),
+    ("LM layer set outside the factors", bad("test.yaml", "lm.edit.layer_sets", {"x": ["model.layers.0.self_attn.q_proj"]}),
+     "lm.edit.layer_sets.x[0]"),
+    ("LM model from scratch without training", bad("test.yaml", "lm.train", None), "lm.train"),
+    ("LM memorized file missing", without(bad("paper.yaml", "lm.files.memorized", "no/such.jsonl"), "vit"),
+     "lm.files.memorized: 'no/such.jsonl' is not a file"),
+    ("LM window longer than the context", bad("test.yaml", "lm.windows.prefix", 60),
+     "lm.windows: prefix + suffix exceeds lm.train.seq_len"),
 ]
 
 
@@ -129,8 +150,14 @@ def test_nothing_is_unpickled():
 
 
 def test_every_rule_has_a_log():
+    import re
+
+    names = []
     for smk in (REPO / "workflow/rules").glob("*.smk"):
-        for block in smk.read_text().split("\nrule ")[1:]:
-            name = block.split(":")[0]
-            assert "    log:" in block, f"rule {name} in {smk.name} has no log"
+        blocks = re.split(r"^\s*rule (\w+):\n", smk.read_text(), flags=re.M)  # [head, name, body, name, body...]
+        for name, block in zip(blocks[1::2], blocks[2::2]):
+            names.append(name)
+            assert re.search(r"^\s+log:", block, flags=re.M), f"rule {name} in {smk.name} has no log"
+            assert re.search(r"^\s+benchmark:", block, flags=re.M), f"rule {name} in {smk.name} has no benchmark"
             assert "run:" not in block, f"rule {name} in {smk.name} has a run: block"
+    assert len(names) == 23, names  # every rule of both arms was found (a changed layout must not empty this test)

@@ -30,14 +30,27 @@ def vit_split(config: dict, split: str) -> str:
 
 
 def expensive_artifacts(config: dict) -> list[str]:
-    """Prepared data, the memorized set, trained model, K-FAC factors and curvature basis.
+    """Prepared data, the memorized sets, trained (or imported) models, K-FAC factors and curvature
+    bases of every configured arm.
 
     Everything upstream of the cheap edit/evaluate/table/figure jobs, so a restore leaves only
-    those to run.
+    those to run. Model directories (LM) are published as DVC directories.
     """
-    return [vit_split(config, "train"), vit_split(config, "val"), "data/vit/corruption.json",
-            "results/vit/model.safetensors", "results/vit/train_metrics.json",
-            "results/vit/factors.safetensors", "results/vit/basis.safetensors", "results/vit/spectra.parquet"]
+    paths = []
+    if config.get("vit"):
+        paths += [vit_split(config, "train"), vit_split(config, "val"), "data/vit/corruption.json",
+                  "results/vit/model.safetensors", "results/vit/train_metrics.json",
+                  "results/vit/factors.safetensors", "results/vit/basis.safetensors", "results/vit/spectra.parquet"]
+    lm = config.get("lm")
+    if lm:
+        paths += [f"data/lm/{name}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")]
+        if lm["model"].get("source"):
+            paths.append("results/lm/pretrained")
+        if lm.get("train"):
+            paths += ["results/lm/model", "results/lm/train_metrics.json"]
+        paths += ["results/lm/sets.parquet", "results/lm/sets_summary.json", "results/lm/factors.safetensors",
+                  "results/lm/basis.safetensors", "results/lm/spectra.parquet"]
+    return paths
 
 
 def load_config(configfile: str) -> dict:
@@ -62,7 +75,13 @@ def dvc(*args: str) -> str:
 
 def check_loadable(path: str) -> None:
     """Open every artifact the way the pipeline does; raises ArtifactError naming the file."""
-    if path.endswith(".safetensors"):
+    if Path(path).is_dir():  # a model directory: its weights must open
+        weights = sorted(Path(path).glob("*.safetensors"))
+        if not (Path(path) / "config.json").exists() or not weights:
+            raise io.ArtifactError(f"{path}: not a complete model directory (config.json + safetensors weights)")
+        for w in weights:
+            io.load_metadata(w)
+    elif path.endswith(".safetensors"):
         io.load_metadata(path)
         io.load_tensors(path)
     elif path.endswith(".json"):

@@ -32,6 +32,6 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def crash_point(name: str) -> None:
     """Fault injection for the failure tests: SIGKILL this process when CURVMEM_CRASH_AT names
-    this point (e.g. `train:step5`, `write:model.safetensors`). A no-op otherwise."""
-    if os.environ.get("CURVMEM_CRASH_AT") == name:
+    this point (e.g. `train:step5`, `write:model.safetensors`; several, comma-separated). A no-op otherwise."""
+    if name in os.environ.get("CURVMEM_CRASH_AT", "").split(","):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -1,4 +1,5 @@
-# Prepared vision splits and the label corruption (the memorized set of the vision arm).
+# Data and memorized sets: vision splits and label corruption; LM text artifacts and the verified
+# memorized windows. Each arm's rules exist only when its section is in the config.
 
 
 if VIT:

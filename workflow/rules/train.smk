@@ -1,4 +1,4 @@
-# Train the ViT on the noisy labels.
+# Models: the ViT trained on noisy labels; the LM imported (pretrained source) and/or trained.
 
 
 if VIT:
