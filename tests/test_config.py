@@ -14,7 +14,7 @@ def load(name):
     return yaml.safe_load((CONFIGS / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "smollm2.yaml"])
 def test_shipped_configs_are_valid(name):
     validate(load(name))
 
@@ -23,6 +23,9 @@ def test_paper_config_is_valid_given_an_imagefolder(tmp_path):
     (tmp_path / "train" / "n01440764").mkdir(parents=True)
     config = load("paper.yaml")
     config["vit"]["data"]["root"] = str(tmp_path)
+    for key in ("memorized", "quotes", "clean"):
+        (tmp_path / f"{key}.jsonl").write_text('{"text": "x"}\n')
+        config["lm"]["files"][key] = str(tmp_path / f"{key}.jsonl")
     validate(config)
 
 

@@ -16,6 +16,7 @@ def test_paper_config_runs_on_a_tiny_vit_b(tmp_path):
     copy_project(tmp_path)
     root = make_imagefolder(tmp_path / "imagenet", per_class=6, size=48)
     config = yaml.safe_load((tmp_path / "config/paper.yaml").read_text())
+    del config["lm"]  # the LM paper path has its own test
     vit = config["vit"]
     config["scale"] = "test"  # allows model.overrides
     config["threads"] = {"train": 1, "factors": 1, "edit": 1}

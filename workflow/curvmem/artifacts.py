@@ -80,7 +80,7 @@ def check_loadable(path: str) -> None:
         if not (Path(path) / "config.json").exists() or not weights:
             raise io.ArtifactError(f"{path}: not a complete model directory (config.json + safetensors weights)")
         for w in weights:
-            io.load_metadata(w)
+            io.safetensors_keys(w)  # header only: a 7B model is not read into memory
     elif path.endswith(".safetensors"):
         io.load_metadata(path)
         io.load_tensors(path)

@@ -143,14 +143,14 @@ def lm_sweep(sweep: pd.DataFrame, selection: dict, out: Path) -> None:
         sns.scatterplot(edits, x="perplexity_increase_pct", y=f"{s}_strict_pct", hue="layer_set", style="method",
                         ax=ax, s=45, legend=ax is axes[1])
         for (method, layer_set), g in edits.groupby(["method", "layer_set"]):
-            g = g.sort_values("perplexity_increase_pct")
+            g = g.sort_values("cutoff")  # a path through the sweep, cutoff by cutoff
             ax.plot(g.perplexity_increase_pct, g[f"{s}_strict_pct"], lw=0.6, color="grey",
                     ls="-" if method == "K-FAC" else ":")
         for m, c in selection.items():
             r = sweep[(sweep.method == m) & (sweep.layer_set == c["layer_set"]) & (sweep.cutoff == c["cutoff"])].iloc[0]
             ax.scatter(r.perplexity_increase_pct, r[f"{s}_strict_pct"], s=160, facecolors="none", edgecolors="black")
         ax.axhline(base[f"{s}_strict_pct"], color="grey", ls="--", lw=1)
-        ax.set(xlabel="perplexity increase % (held-out text)", ylabel="strict recitation %", title=label, xscale="symlog")
+        ax.set(xlabel="perplexity increase % (held-out text)", ylabel="strict recitation %", title=label)
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.suptitle("Recitation vs perplexity over the rho / SVD sweep (circled: the selected headline edits)")
     fig.tight_layout()

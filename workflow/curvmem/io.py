@@ -141,6 +141,18 @@ def load_metadata(path) -> dict:
     return {k: json.loads(v) for k, v in meta.items()}
 
 
+def safetensors_keys(path) -> list[str]:
+    """Tensor names of a safetensors file, reading only its header (any writer's metadata)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _fail(path, f"not a readable safetensors file ({err})") from None
+
+
 def save_json(obj, path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")

@@ -56,7 +56,8 @@ if LM:
             summary="results/lm/sets_summary.json",
         params:
             windows=as_json(LM["windows"]),
-            eval=LM["eval"],
+            batch_size=LM["eval"]["batch_size"],
+            device=LM["eval"]["device"],
         threads: config["threads"]["edit"]
         log:
             "logs/lm_sets.log",
@@ -64,5 +65,5 @@ if LM:
             "logs/benchmarks/lm_sets.tsv"
         shell:
             "python -m curvmem.lm.sets --model {input.model} --candidates {input.candidates} "
-            "--windows {params.windows:q} --batch-size {params.eval[batch_size]} --device {params.eval[device]} "
+            "--windows {params.windows:q} --batch-size {params.batch_size} --device {params.device} "
             "--out {output.sets} --summary {output.summary} --threads {threads} > {log} 2>&1"

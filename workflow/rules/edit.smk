@@ -23,7 +23,8 @@ if VIT:
             "results/vit/edits/baseline.json",
         params:
             model=as_json(VIT["model"]),
-            eval=VIT["eval"],
+            batch_size=VIT["eval"]["batch_size"],
+            device=VIT["eval"]["device"],
         threads: config["threads"]["edit"]
         log:
             "logs/vit_edits/baseline.log",
@@ -32,7 +33,7 @@ if VIT:
         shell:
             "python -m curvmem.vision.evaluate --model-config {params.model:q} --model {input.model} "
             "--train {input.train} --val {input.val} --corruption {input.corruption} --method none "
-            "--batch-size {params.eval[batch_size]} --device {params.eval[device]} --out {output} "
+            "--batch-size {params.batch_size} --device {params.device} --out {output} "
             "--threads {threads} > {log} 2>&1"
 
 
@@ -45,7 +46,8 @@ if VIT:
         params:
             model=as_json(VIT["model"]),
             modules=lambda wc: as_json(vit_layer_set_modules(wc.layer_set)),
-            eval=VIT["eval"],
+            batch_size=VIT["eval"]["batch_size"],
+            device=VIT["eval"]["device"],
         threads: config["threads"]["edit"]
         log:
             "logs/vit_edits/{layer_set}/{method}_{cutoff}.log",
@@ -55,8 +57,8 @@ if VIT:
             "python -m curvmem.vision.evaluate --model-config {params.model:q} --model {input.model} "
             "--train {input.train} --val {input.val} --corruption {input.corruption} --basis {input.basis} "
             "--method {wildcards.method} --cutoff {wildcards.cutoff} --modules {params.modules:q} "
-            "--layer-set {wildcards.layer_set} --batch-size {params.eval[batch_size]} "
-            "--device {params.eval[device]} --out {output} --threads {threads} > {log} 2>&1"
+            "--layer-set {wildcards.layer_set} --batch-size {params.batch_size} "
+            "--device {params.device} --out {output} --threads {threads} > {log} 2>&1"
 
 
     rule vit_activation_ratio:
@@ -69,7 +71,8 @@ if VIT:
             "results/vit/activation_ratio.parquet",
         params:
             model=as_json(VIT["model"]),
-            eval=VIT["eval"],
+            batch_size=VIT["eval"]["batch_size"],
+            device=VIT["eval"]["device"],
         threads: config["threads"]["edit"]
         log:
             "logs/vit_activation_ratio.log",
@@ -78,7 +81,7 @@ if VIT:
         shell:
             "python -m curvmem.vision.activations --model-config {params.model:q} --model {input.model} "
             "--train {input.train} --corruption {input.corruption} --basis {input.basis} "
-            "--batch-size {params.eval[batch_size]} --device {params.eval[device]} --out {output} "
+            "--batch-size {params.batch_size} --device {params.device} --out {output} "
             "--threads {threads} > {log} 2>&1"
 
 
@@ -138,7 +141,8 @@ if LM:
         output:
             "results/lm/activation_ratio.parquet",
         params:
-            eval=LM["eval"],
+            batch_size=LM["eval"]["batch_size"],
+            device=LM["eval"]["device"],
         threads: config["threads"]["edit"]
         log:
             "logs/lm_activation_ratio.log",
@@ -146,5 +150,5 @@ if LM:
             "logs/benchmarks/lm_activation_ratio.tsv"
         shell:
             "python -m curvmem.lm.activations --model {input.model} --sets {input.sets} --clean {input.clean} "
-            "--basis {input.basis} --batch-size {params.eval[batch_size]} --device {params.eval[device]} "
+            "--basis {input.basis} --batch-size {params.batch_size} --device {params.device} "
             "--out {output} --threads {threads} > {log} 2>&1"
