@@ -114,7 +114,7 @@ def check_vit(config: dict) -> None:
                           f"({n_train} - {round(data['noise_rate'] * n_train)} mislabeled)")
 
 
-def lm_module_names(model: dict, n_layers: int | None = None) -> list[str] | None:
+def lm_module_names(model: dict) -> list[str] | None:
     """nn.Linear names of the configured LM, or None for a pretrained source (checked when loaded)."""
     from .lm.model import LMConfig, build_config
 
