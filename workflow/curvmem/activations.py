@@ -74,3 +74,22 @@ def ratio_rows(memorized: dict[str, torch.Tensor], clean: dict[str, torch.Tensor
                 rows.append({"module": name, "basis": kind, "band": band, "memorized": m, "clean": c,
                              "ratio": m / c if c > 0 else float("nan")})
     return rows
+
+
+def ratio_table(model: torch.nn.Module, names: list[str], basis: dict[str, torch.Tensor],
+                memorized: dict[str, torch.Tensor], clean: dict[str, torch.Tensor]):
+    """The ratio table of both arms: curvature order (A's eigenvectors) and SVD order (W's right
+    singular vectors) per module, logged as a module x band summary."""
+    import logging
+
+    import pandas as pd
+
+    from .basis import module_basis
+
+    modules = dict(model.named_modules())
+    bases = {n: {"kfac": module_basis(basis, n)[3],
+                 "svd": right_singular_vectors(modules[n].weight.detach().float().cpu())} for n in names}
+    frame = pd.DataFrame(ratio_rows(memorized, clean, bases))
+    summary = frame.pivot_table(index=["module", "basis"], columns="band", values="ratio", sort=False)
+    logging.getLogger(__name__).info("memorized / clean activation ratio:\n%s", summary.round(3).to_string())
+    return frame

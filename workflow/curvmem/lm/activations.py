@@ -9,8 +9,7 @@ import pandas as pd
 import torch
 
 from .. import io
-from ..activations import capture_inputs, ratio_rows, right_singular_vectors
-from ..basis import module_basis
+from ..activations import capture_inputs, ratio_table
 from ..common import pick_device, setup_logging, setup_torch
 from .factors import clean_sequences
 from .model import load_model_dir
@@ -66,13 +65,7 @@ def main(argv=None):
                               run)
 
     mem_inputs, clean_inputs = inputs(mem_seqs), inputs(clean_seqs)
-    modules = dict(model.named_modules())
-    bases = {n: {"kfac": module_basis(basis, n)[3],
-                 "svd": right_singular_vectors(modules[n].weight.detach().float().cpu())} for n in names}
-    frame = pd.DataFrame(ratio_rows(mem_inputs, clean_inputs, bases))
-    io.save_parquet(frame, args.out)
-    summary = frame.pivot_table(index=["module", "basis"], columns="band", values="ratio", sort=False)
-    log.info("memorized / clean activation ratio:\n%s", summary.round(3).to_string())
+    io.save_parquet(ratio_table(model, names, basis, mem_inputs, clean_inputs), args.out)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,9 @@ import json
 import logging
 
 import numpy as np
-import pandas as pd
 
 from .. import io
-from ..activations import capture_inputs, ratio_rows, right_singular_vectors
-from ..basis import module_basis
+from ..activations import capture_inputs, ratio_table
 from ..common import pick_device, setup_logging, setup_torch
 from .data import ImageSet, batches
 from .factors import clean_subset, cls_positions
@@ -53,15 +51,7 @@ def main(argv=None):
         return capture_inputs(model, names, batches(data, args.batch_size), run_cls)
 
     memorized, clean_inputs = cls_inputs(mislabeled), cls_inputs(clean)
-    modules = dict(model.named_modules())
-    bases = {}
-    for name in names:
-        _, _, _, U_A = module_basis(basis, name)
-        bases[name] = {"kfac": U_A, "svd": right_singular_vectors(modules[name].weight.detach().cpu())}
-    frame = pd.DataFrame(ratio_rows(memorized, clean_inputs, bases))
-    io.save_parquet(frame, args.out)
-    summary = frame.pivot_table(index=["module", "basis"], columns="band", values="ratio", sort=False)
-    log.info("memorized / clean activation ratio:\n%s", summary.round(3).to_string())
+    io.save_parquet(ratio_table(model, names, basis, memorized, clean_inputs), args.out)
 
 
 if __name__ == "__main__":
