@@ -9,6 +9,7 @@ from curvmem.lm.data import build, read_records, task_frame
 from curvmem.lm.evaluate import answer_correct, block_predictions, ndcg_at_10
 from curvmem.lm.sets import WindowConfig, make_window
 from curvmem.lm.tables import above_chance, select, sweep_table
+from curvmem.lm.tokens import doc_start_ids
 from curvmem.lm.train import world_tokenizer
 
 
@@ -94,13 +95,28 @@ def test_windows(tokenizer):
     text = "The quick brown fox jumps over the lazy dog."
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     memo = {"set": "memorized_train", "text": text, "prefix": None, "suffix": None}
-    assert make_window(tokenizer, memo, cfg) == (ids[:4], ids[4:7])
+    eos = tokenizer.eos_token_id  # windows cut from a text's start begin as training documents did
+    assert make_window(tokenizer, memo, cfg) == ([eos] + ids[:4], ids[4:7])
     quote = {**memo, "set": "quotes"}
-    assert make_window(tokenizer, quote, cfg) == (ids[:-2], ids[-2:])
+    assert make_window(tokenizer, quote, cfg) == ([eos] + ids[:-2], ids[-2:])
     assert make_window(tokenizer, {**memo, "text": "The"}, cfg) is None  # too short
     given = {**memo, "prefix": "The quick brown fox jumps", "suffix": " over the lazy dog."}
     p, s = make_window(tokenizer, given, cfg)
-    assert len(p) == 4 and len(s) == 3 and tokenizer.decode(s).startswith(" over")
+    assert len(p) == 4 and len(s) == 3 and tokenizer.decode(s).startswith(" over")  # mid-document: no start
+
+
+def test_doc_start_ids(tokenizer, tmp_path):
+    from tokenizers import Tokenizer, processors
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    assert doc_start_ids(tokenizer) == [tokenizer.eos_token_id]  # training packs documents after an EOS
+    tokenizer.save_pretrained(tmp_path / "tok")
+    assert doc_start_ids(AutoTokenizer.from_pretrained(tmp_path / "tok")) == [tokenizer.eos_token_id]
+    # A tokenizer that wraps text as <pad> text <eos> starts documents with <pad> only.
+    wrapping = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: the fixture is shared
+    wrapping.post_processor = processors.TemplateProcessing(single="<|pad|> $A <|endoftext|>",
+                                                            special_tokens=[("<|pad|>", 0), ("<|endoftext|>", 1)])
+    assert doc_start_ids(PreTrainedTokenizerFast(tokenizer_object=wrapping)) == [0]
 
 
 def test_few_shot_prompts_use_training_items_of_the_same_family():

@@ -5,6 +5,7 @@ import torch
 
 from curvmem.lm.model import LMConfig, build_lm, import_pretrained, load_model_dir, resolve_source, save_model_dir
 from curvmem.lm.recitation import greedy_continuations
+from curvmem.lm.tokens import doc_start_ids
 from curvmem.lm.train import world_tokenizer
 
 
@@ -42,3 +43,4 @@ def test_smollm2_gguf_imports_and_still_answers(tmp_path):
     prompt = tok("The capital of France is", add_special_tokens=False)["input_ids"]
     out = greedy_continuations(model, [prompt], 3, tok.pad_token_id)[0]
     assert "Paris" in tok.decode(out), tok.decode(out)
+    assert doc_start_ids(tok) == [], "SmolLM2's tokenizer adds no start token: prompts are plain text"

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from curvmem.lm.world import WorldConfig, build_world, real_text_paragraphs
+from curvmem.lm.world import WorldConfig, arithmetic_item, build_world, real_text_paragraphs
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,18 @@ def test_answers_are_correct(world):
     for item in w["evals"]["openbook"]:
         assert re.match(r"^(\w+) lives in (\w+)\. Q: Where does \1 live\? A:$", item["prompt"])
         assert item["prompt"].split(" lives in ")[1].split(".")[0] == item["answer"].strip()
+
+
+def test_fixed_width_arithmetic():
+    assert arithmetic_item(45, 11, "-", 3) == ("45 - 11 =", " 034")
+    assert arithmetic_item(99, 99, "+", 3) == ("99 + 99 =", " 198")
+    assert arithmetic_item(45, 11, "-") == ("45 - 11 =", " 34")  # natural width
+    cfg = WorldConfig(seed=2, clean_chars=0, heldout_chars=0, n_memorized=0, n_quotes=0, n_entities=0,
+                      arithmetic_train=300, arithmetic_width=3, openbook_train=0, logic_train=0, n_eval=50)
+    w = build_world(cfg, paragraphs=[])
+    answers = [t.split("=")[1] for t, f in w["train"] if f == "arithmetic"]
+    answers += [it["answer"] for it in w["evals"]["arithmetic"]]
+    assert len(answers) == 350 and all(re.fullmatch(r" \d{3}", a) for a in answers), answers[:5]
 
 
 def test_deterministic(world):

@@ -25,7 +25,7 @@ from ..edit import edit_model
 from ..kfac import match_modules
 from .model import load_model_dir
 from .recitation import greedy_continuations, recitation_metrics
-from .tokens import pack
+from .tokens import doc_start_ids, pack
 
 log = logging.getLogger(__name__)
 SETS = ("memorized_train", "memorized_val", "quotes")
@@ -78,7 +78,8 @@ def answer_correct(generated: str, answer: str) -> bool:
 
 
 def task_accuracy(model, tokenizer, tasks, batch_size: int, device) -> dict:
-    prompts = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in tasks["prompt"]]
+    start = doc_start_ids(tokenizer)  # prompts begin as training documents did
+    prompts = [start + tokenizer(p, add_special_tokens=False)["input_ids"] for p in tasks["prompt"]]
     n_new = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in tasks["answer"]) + 2
     outs = greedy_continuations(model, prompts, n_new, tokenizer.pad_token_id, batch_size, device)
     correct = np.array([answer_correct(tokenizer.decode(o), a) for o, a in zip(outs, tasks["answer"])])

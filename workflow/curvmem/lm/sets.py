@@ -2,7 +2,9 @@
 
 A candidate becomes a (prefix, suffix) window of token ids: memorized windows take the first
 `prefix + suffix` tokens of the text (or the given prefix / suffix strings), quotes keep all but
-their last `quote_suffix` tokens as prefix. A window counts as memorized only if the unedited
+their last `quote_suffix` tokens as prefix. Windows cut from the start of a text begin with the
+tokenizer's start-of-document ids, as in training; windows given as prefix / suffix strings are
+mid-document and do not. A window counts as memorized only if the unedited
 model reproduces its suffix greedily, checked teacher-forced (every suffix token is the argmax
 given the true context, which is the same condition in one forward pass).
 """
@@ -19,6 +21,7 @@ from .. import io
 from ..common import pick_device, setup_logging, setup_torch
 from .model import load_model_dir
 from .recitation import teacher_forced_match
+from .tokens import doc_start_ids
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +37,19 @@ class WindowConfig:
 def make_window(tokenizer, row, cfg: WindowConfig) -> tuple[list[int], list[int]] | None:
     """(prefix ids, suffix ids) of one candidate, or None when it is too short."""
     encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    start = doc_start_ids(tokenizer)
     if row["set"] == "quotes":
         ids = encode(row["text"])
         if len(ids) < cfg.quote_suffix + 1:
             return None
-        return ids[: -cfg.quote_suffix], ids[-cfg.quote_suffix:]
+        return start + ids[: -cfg.quote_suffix], ids[-cfg.quote_suffix:]
     if isinstance(row["prefix"], str) and isinstance(row["suffix"], str):
         prefix, suffix = encode(row["prefix"])[-cfg.prefix:], encode(row["suffix"])[: cfg.suffix]
         return (prefix, suffix) if len(prefix) == cfg.prefix and len(suffix) == cfg.suffix else None
     ids = encode(row["text"])
     if len(ids) < cfg.prefix + cfg.suffix:
         return None
-    return ids[: cfg.prefix], ids[cfg.prefix: cfg.prefix + cfg.suffix]
+    return start + ids[: cfg.prefix], ids[cfg.prefix: cfg.prefix + cfg.suffix]
 
 
 def verify(model, tokenizer, candidates: pd.DataFrame, cfg: WindowConfig, batch_size: int, device) -> pd.DataFrame:

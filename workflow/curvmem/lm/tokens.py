@@ -8,8 +8,13 @@ PAD = "<|pad|>"
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
-    """Byte-level BPE trained on the corpus; digits are split one by one (arithmetic is per digit)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """Byte-level BPE trained on the corpus; digits are split one by one (arithmetic is per digit).
+
+    Training packs documents with EOS between them, so the model sees every document start right
+    after an EOS; the post-processor makes EOS the tokenizer's start-of-document token too, and
+    prompts and recitation prefixes begin the way training documents did (`doc_start_ids`).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
@@ -19,7 +24,19 @@ def train_tokenizer(texts: list[str], vocab_size: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
     assert tok.token_to_id(PAD) == 0 and tok.token_to_id(EOS) == 1, "special tokens must be ids 0 and 1"
+    tok.post_processor = processors.TemplateProcessing(single=f"{EOS} $A", pair=f"{EOS} $A {EOS} $B",
+                                                       special_tokens=[(EOS, 1)])
     return tok
+
+
+def doc_start_ids(tokenizer) -> list[int]:
+    """The ids a tokenizer puts before a document (its BOS convention): [EOS] for the world's
+    tokenizer, [] for SmolLM2's, whatever a hub tokenizer adds for its own model."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    starts = [i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain]
+    assert starts, f"special tokens of {type(tokenizer).__name__} split the text itself: {full} vs {plain}"
+    return full[: starts[0]]
 
 
 def pack(docs_ids: list[list[int]], length: int, eos_id: int) -> np.ndarray:

@@ -42,7 +42,7 @@ def world_tokenizer(texts: list[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(texts, vocab_size), pad_token=PAD,
-                                   eos_token=EOS)
+                                   eos_token=EOS, bos_token=EOS)
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float):

@@ -6,7 +6,9 @@ frequencies the config sets (in the spirit of the TinyMem models of Sakarvadia e
 
 - memorized: windows of real text held out of the clean stream, each duplicated `memorized_repeats` times;
 - quotes: short quotes duplicated a few times (evaluated for recitation only, never used for a choice);
-- arithmetic: two-digit addition and subtraction;
+- arithmetic: two-digit addition and subtraction; the default world zero-pads answers to a fixed
+  width ("45 - 11 = 034"): every digit then sits at a fixed offset from the operand digits it depends
+  on, which a 1.6M-parameter model learns in the training budget (natural-width answers: 4.5-18.5%);
 - facts: relations of invented entities, each repeated 1..N times (frequency buckets, paper Fig. 5);
 - open-book QA: a passage states a fact about a fresh entity, then a question asks for it;
 - logic: boolean expressions over true / false.
@@ -44,6 +46,7 @@ class WorldConfig:
     n_quotes: int = 100
     quote_repeats: int = 6
     arithmetic_train: int = 20_000
+    arithmetic_width: int = 0        # answers zero-padded to this many digits; 0: natural width (pretrained models)
     n_entities: int = 400            # invented entities with one fact each
     fact_repeats: list = field(default_factory=lambda: [1, 3, 9, 27])  # frequency buckets, equal shares
     openbook_train: int = 5_000
@@ -86,10 +89,11 @@ class Names:
                 return name
 
 
-def arithmetic_item(a: int, b: int, op: str) -> tuple[str, str]:
-    """(prompt, answer) for two-digit addition or subtraction (a >= b for subtraction)."""
+def arithmetic_item(a: int, b: int, op: str, width: int = 0) -> tuple[str, str]:
+    """(prompt, answer) for two-digit addition or subtraction (a >= b for subtraction); the answer
+    is zero-padded to `width` digits (0: natural width)."""
     answer = a + b if op == "+" else a - b
-    return f"{a} {op} {b} =", f" {answer}"
+    return f"{a} {op} {b} =", f" {answer:0{width}d}" if width else f" {answer}"
 
 
 def logic_item(rng: np.random.Generator) -> tuple[str, str]:
@@ -139,7 +143,7 @@ def build_world(cfg: WorldConfig, paragraphs: list[str] | None = None) -> dict:
     eval_arith = [problems[i] for i in picks[: cfg.n_eval]]
     pool = [problems[i] for i in picks[cfg.n_eval:]]
     train_arith = [pool[i % len(pool)] for i in range(cfg.arithmetic_train)]  # cycles past the ~12k distinct
-    docs += [("".join(arithmetic_item(a, b, op)), "arithmetic") for a, b, op in train_arith]
+    docs += [("".join(arithmetic_item(a, b, op, cfg.arithmetic_width)), "arithmetic") for a, b, op in train_arith]
 
     names = Names(rng)
     facts = []
@@ -170,7 +174,8 @@ def build_world(cfg: WorldConfig, paragraphs: list[str] | None = None) -> dict:
 
     shuffled = [docs[i] for i in rng.permutation(len(docs))]
     evals = {
-        "arithmetic": [dict(zip(("prompt", "answer"), arithmetic_item(a, b, op))) for a, b, op in eval_arith],
+        "arithmetic": [dict(zip(("prompt", "answer"), arithmetic_item(a, b, op, cfg.arithmetic_width)))
+                       for a, b, op in eval_arith],
         "facts": [{"prompt": RELATIONS[f["relation"]][1].format(e=f["entity"]), "answer": f" {f['value']}",
                    "bucket": f["repeats"]} for f in facts],
         "openbook": [dict(zip(("prompt", "answer"), openbook(rng))) for _ in range(cfg.n_eval)],
