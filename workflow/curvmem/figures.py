@@ -178,6 +178,28 @@ def lm_tasks(tasks: pd.DataFrame, out: Path) -> None:
     save(fig, out, "lm_task_retention.png")
 
 
+def lm_tasks_vs_recitation(sweep: pd.DataFrame, tasks: pd.DataFrame, out: Path) -> None:
+    """Beyond the paper's single operating point: every sweep edit's retained task accuracy against the
+    recitation it leaves, so K-FAC and SVD compare at equal recitation, family by family."""
+    families = tasks.loc[tasks.above_chance.astype(bool), "family"].tolist()
+    base = sweep[sweep.method == "none"].iloc[0]
+    edits = sweep[sweep.method != "none"].assign(method=lambda f: f.method.map(MODEL_LABELS))
+    if not families or edits.empty:
+        return
+    fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 3.8), sharey=True, squeeze=False)
+    for ax, family in zip(axes[0], families):
+        frame = edits.assign(retained=100 * edits[f"task_{family}"] / base[f"task_{family}"])
+        sns.scatterplot(frame, x="memorized_val_strict_pct", y="retained", hue="layer_set", style="method", ax=ax,
+                        s=40, legend=ax is axes[0][-1])
+        ax.axhline(100, color="grey", ls="--", lw=1)
+        ax.set(xlabel="strict recitation, memorized val %", ylabel="retained accuracy %", title=family)
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle("Task accuracy kept vs recitation left, every edit of the sweep (lower left: recitation "
+                 "removed, ability lost)")
+    fig.tight_layout()
+    save(fig, out, "lm_tasks_vs_recitation.png")
+
+
 def lm_facts(facts: pd.DataFrame, out: Path) -> None:
     """Fig. 5 style: how much fact accuracy changes with how often the fact was seen in training."""
     if facts.empty:
@@ -246,6 +268,8 @@ def main(argv=None):
         lm_table1(pd.read_csv(args.lm_table1), out)
         lm_sweep(pd.read_csv(args.lm_sweep, keep_default_na=False, na_values=[""]), io.load_json(args.lm_selection), out)
         lm_tasks(pd.read_csv(args.lm_tasks), out)
+        lm_tasks_vs_recitation(pd.read_csv(args.lm_sweep, keep_default_na=False, na_values=[""]),
+                               pd.read_csv(args.lm_tasks), out)
         lm_facts(pd.read_csv(args.lm_facts), out)
         activation_bands(pd.read_csv(args.lm_activation), out, "lm_activation_ratio.png",
                          "LM activation ratio per band (paper Fig. 2): memorized suffix positions vs clean text")
