@@ -181,19 +181,25 @@ def lm_tasks(tasks: pd.DataFrame, out: Path) -> None:
 def lm_tasks_vs_recitation(sweep: pd.DataFrame, tasks: pd.DataFrame, out: Path) -> None:
     """Beyond the paper's single operating point: every sweep edit's retained task accuracy against the
     recitation it leaves, so K-FAC and SVD compare at equal recitation, family by family."""
-    families = tasks.loc[tasks.above_chance.astype(bool), "family"].tolist()
     base = sweep[sweep.method == "none"].iloc[0]
     edits = sweep[sweep.method != "none"].assign(method=lambda f: f.method.map(MODEL_LABELS))
-    if not families or edits.empty:
-        return
-    fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 3.8), sharey=True, squeeze=False)
-    for ax, family in zip(axes[0], families):
-        frame = edits.assign(retained=100 * edits[f"task_{family}"] / base[f"task_{family}"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.8), sharey=True, squeeze=False)
+    for ax, (_, task) in zip(axes[0], tasks.iterrows()):
+        family = task.family
+        unedited = base[f"task_{family}"]
+        retained = 100 * edits[f"task_{family}"] / unedited if unedited > 0 else float("nan")
+        frame = edits.assign(retained=retained)
         sns.scatterplot(frame, x="memorized_val_strict_pct", y="retained", hue="layer_set", style="method", ax=ax,
-                        s=40, legend=ax is axes[0][-1])
+                        s=40)
         ax.axhline(100, color="grey", ls="--", lw=1)
-        ax.set(xlabel="strict recitation, memorized val %", ylabel="retained accuracy %", title=family)
-    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+        ax.set(xlabel="strict recitation, memorized val %", ylabel="retained accuracy %",
+               title=family if task.above_chance else f"{family} (unedited at chance)")
+    handles = max((ax.get_legend_handles_labels() for ax in axes[0]), key=lambda hl: len(hl[0]))
+    for ax in axes[0]:
+        if ax.get_legend():
+            ax.get_legend().remove()
+    if handles[0]:  # one legend for all panels (a family at 0% unedited has no points)
+        fig.legend(*handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle("Task accuracy kept vs recitation left, every edit of the sweep (lower left: recitation "
                  "removed, ability lost)")
     fig.tight_layout()
