@@ -8,6 +8,7 @@
     python benchmarks/kfac_overhead.py --lm            # default-scale Olmo2 (every next-token position)
     python benchmarks/kfac_overhead.py --lm --lm-hidden 576 --lm-inter 1536 --lm-layers 30 --lm-heads 9 \
         --lm-vocab 49152 --lm-batch 4                   # SmolLM2-135M dims
+    ... --lm-factor-layers '2[123]'                       # factors of three layers only, as at paper scale
 
 Prints ratios, not absolute times, so numbers from different machines can be compared.
 """
@@ -77,7 +78,7 @@ def lm_collection_ratio(args) -> float:
             model.zero_grad(set_to_none=True)
             model(input_ids=x, labels=x).loss.backward()
 
-    modules = [f"model.layers.*.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
+    modules = [f"model.layers.{args.lm_factor_layers}.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
     factor_cfg = FactorConfig(modules=modules, fisher="mc")
     lm_batches = [{"input_ids": x, "attention_mask": torch.ones_like(x)} for x in batches]
 
@@ -87,7 +88,7 @@ def lm_collection_ratio(args) -> float:
     t_plain, t_kfac = timed(plain, args.repeats), timed(kfac, args.repeats)
     print(f"LM K-FAC collection: {tokens / t_kfac:.0f} tokens/s, plain forward+backward: {tokens / t_plain:.0f} "
           f"tokens/s ({len(batches)} batches of {args.lm_batch}x{args.lm_seq}, hidden {args.lm_hidden}, "
-          f"{args.lm_layers} layers, gate/up/down of every layer)")
+          f"{args.lm_layers} layers, gate/up/down of layers {args.lm_factor_layers!r})")
     return t_kfac / t_plain
 
 
@@ -140,6 +141,7 @@ def main():
     p.add_argument("--lm-vocab", type=int, default=2048)
     p.add_argument("--lm-seq", type=int, default=128)
     p.add_argument("--lm-batch", type=int, default=32)
+    p.add_argument("--lm-factor-layers", default="*", help="layer-index glob of the collected layers (paper: '2[345]')")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     r1 = lm_collection_ratio(args) if args.lm else collection_ratio(args)
