@@ -99,6 +99,8 @@ MALFORMED = [
      "lm.files.memorized: 'no/such.jsonl' is not a file"),
     ("LM window longer than the context", bad("test.yaml", "lm.windows.prefix", 60),
      "lm.windows: prefix + suffix exceeds lm.train.seq_len"),
+    ("arithmetic width that mixes widths", bad("test.yaml", "lm.world.arithmetic_width", 2),
+     "lm.world.arithmetic_width: 2 is not one of [0, 3]"),
 ]
 
 

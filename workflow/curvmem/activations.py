@@ -8,9 +8,15 @@ the band; the ratio is mean strength on memorized inputs / mean strength on clea
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable, Iterable
 
+import pandas as pd
 import torch
+
+from .basis import module_basis
+
+log = logging.getLogger(__name__)
 
 BANDS = [("top 10%", 0.0, 0.10), ("10-25%", 0.10, 0.25), ("25-50%", 0.25, 0.50), ("bottom 50%", 0.50, 1.0)]
 
@@ -80,16 +86,10 @@ def ratio_table(model: torch.nn.Module, names: list[str], basis: dict[str, torch
                 memorized: dict[str, torch.Tensor], clean: dict[str, torch.Tensor]):
     """The ratio table of both arms: curvature order (A's eigenvectors) and SVD order (W's right
     singular vectors) per module, logged as a module x band summary."""
-    import logging
-
-    import pandas as pd
-
-    from .basis import module_basis
-
     modules = dict(model.named_modules())
     bases = {n: {"kfac": module_basis(basis, n)[3],
                  "svd": right_singular_vectors(modules[n].weight.detach().float().cpu())} for n in names}
     frame = pd.DataFrame(ratio_rows(memorized, clean, bases))
     summary = frame.pivot_table(index=["module", "basis"], columns="band", values="ratio", sort=False)
-    logging.getLogger(__name__).info("memorized / clean activation ratio:\n%s", summary.round(3).to_string())
+    log.info("memorized / clean activation ratio:\n%s", summary.round(3).to_string())
     return frame
