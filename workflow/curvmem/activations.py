@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from .basis import module_basis
+from .kfac import LayerHooks, rows_at
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +52,13 @@ def capture_inputs(model: torch.nn.Module, names: list[str], batches: Iterable,
     `run(model, batch)` runs the forward pass and returns the (B, T) bool position mask, or None
     when the layer inputs are (N, d) already.
     """
-    modules = dict(model.named_modules())
     store: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    seen: dict[str, torch.Tensor] = {}
-    handles = [modules[n].register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, a[0])) for n in names]
-    try:
+    with LayerHooks(model, names) as hooks:
         for batch in batches:
-            seen.clear()
+            hooks.clear()
             positions = run(model, batch)
             for n in names:
-                x = seen[n]
-                store[n].append((x.reshape(-1, x.shape[-1]) if positions is None else x[positions]).float().cpu())
-    finally:
-        for h in handles:
-            h.remove()
+                store[n].append(rows_at(hooks.inputs[n], positions).cpu())
     return {n: torch.cat(v) for n, v in store.items()}
 
 

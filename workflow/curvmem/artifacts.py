@@ -1,130 +1,182 @@
-"""Publish and restore the expensive artifacts with DVC; Snakemake keeps owning the DAG.
+"""Every artifact of the study: its path, the rule that makes it, what its job receives, and
+whether it is published with DVC. The rules, the loaders' error messages and the publish step all
+read this one table.
 
-    python -m curvmem.artifacts publish [--configfile config/test.yaml]
-    python -m curvmem.artifacts restore [--configfile config/test.yaml]
+Expensive artifacts (prepared data, the label corruption, trained or imported models, verified
+memorized sets, K-FAC factors, curvature bases) carry a fingerprint in their path, e.g.
+`results/vit/model-3f2a9c1e0b.safetensors`: a hash of the parameters their job receives and of the
+fingerprints of its inputs. So
 
-publish refuses while `snakemake -n` has pending jobs (so what is pushed is what the current code
-and config produce), then `dvc add` + `dvc push` the expensive artifacts; commit the printed .dvc
-files with git. restore pulls them (DVC checks every checksum), opens each one, and records
-Snakemake provenance for them with `snakemake --touch --forceall <artifacts>`: afterwards
-`snakemake --cores all results/figures` recomputes nothing that was pulled, and still notices a
-later change of parameters or code.
+- a parameter change gives the artifact, and everything made from it, a new path: Snakemake
+  rebuilds exactly those, from the config alone, with no provenance record needed (none travels
+  with `git clone` or `dvc pull`);
+- an artifact that exists at its path is up to date by construction, whatever its file time: the
+  rules read expensive inputs as `ancient()`, so the order in which `dvc pull` writes files
+  cannot trigger a rebuild;
+- switching back to an earlier config finds its artifacts still in place.
+
+Cheap results (edit metrics, tables, figures) keep plain paths and Snakemake's usual rules.
 """
 from __future__ import annotations
 
-import argparse
-import subprocess
-import sys
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+FP = "{fp}"  # placeholder of the fingerprint in path templates
+FP_CHARS = 10
 
-from . import io
-
-TARGET = "results/figures"
-
-
-def vit_split(config: dict, split: str) -> str:
-    ext = "parquet" if config["vit"]["data"]["dataset"] == "imagefolder" else "safetensors"
-    return f"data/vit/{split}.{ext}"
-
-
-def expensive_artifacts(config: dict) -> list[str]:
-    """Prepared data, the memorized sets, trained (or imported) models, K-FAC factors and curvature
-    bases of every configured arm.
-
-    Everything upstream of the cheap edit/evaluate/table/figure jobs, so a restore leaves only
-    those to run. Model directories (LM) are published as DVC directories.
-    """
-    paths = []
-    if config.get("vit"):
-        paths += [vit_split(config, "train"), vit_split(config, "val"), "data/vit/corruption.json",
-                  "results/vit/model.safetensors", "results/vit/train_metrics.json",
-                  "results/vit/factors.safetensors", "results/vit/basis.safetensors", "results/vit/spectra.parquet"]
-    lm = config.get("lm")
-    if lm:
-        paths += [f"data/lm/{name}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")]
-        if lm["model"].get("source"):
-            paths.append("results/lm/pretrained")
-        if lm.get("train"):
-            paths += ["results/lm/model", "results/lm/train_metrics.json"]
-        paths += ["results/lm/sets.parquet", "results/lm/sets_summary.json", "results/lm/factors.safetensors",
-                  "results/lm/basis.safetensors", "results/lm/spectra.parquet"]
-    return paths
-
-
-def load_config(configfile: str) -> dict:
-    return yaml.safe_load(Path(configfile).read_text())
+# rule -> {output name: path template}; every artifact of the study is listed here once.
+TEMPLATES: dict[str, dict[str, str]] = {
+    # vision arm
+    "vit_data": {"train": "data/vit/train-{fp}.{ext}", "val": "data/vit/val-{fp}.{ext}"},
+    "vit_corrupt": {"corruption": "data/vit/corruption-{fp}.json"},
+    "vit_train": {"model": "results/vit/model-{fp}.safetensors", "metrics": "results/vit/train_metrics-{fp}.json"},
+    "vit_factors": {"factors": "results/vit/factors-{fp}.safetensors"},
+    "vit_basis": {"basis": "results/vit/basis-{fp}.safetensors", "spectra": "results/vit/spectra-{fp}.parquet"},
+    "vit_baseline": {"metrics": "results/vit/edits/baseline.json"},
+    "vit_edits": {"metrics": "results/vit/edits/{layer_set}/{method}/{chunk}.json"},
+    "vit_activation_ratio": {"ratio": "results/vit/activation_ratio.parquet"},
+    "vit_tables": {"table2": "results/tables/table2_vit.csv", "sweep": "results/tables/vit_sweep.csv",
+                   "activation": "results/tables/vit_activation_ratio.csv",
+                   "kfac_plot": "results/plots/vit_kfac_sweep.csv", "svd_plot": "results/plots/vit_svd_sweep.csv"},
+    # language-model arm
+    "lm_data": {name: f"data/lm/{name}-{{fp}}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
+    "lm_import": {"model": "results/lm/pretrained-{fp}"},
+    "lm_train": {"model": "results/lm/model-{fp}", "metrics": "results/lm/train_metrics-{fp}.json"},
+    "lm_sets": {"sets": "results/lm/sets-{fp}.parquet", "summary": "results/lm/sets_summary-{fp}.json"},
+    "lm_factors": {"factors": "results/lm/factors-{fp}.safetensors"},
+    "lm_basis": {"basis": "results/lm/basis-{fp}.safetensors", "spectra": "results/lm/spectra-{fp}.parquet"},
+    "lm_baseline": {"metrics": "results/lm/edits/baseline.json", "reference": "results/lm/reference_top10.safetensors"},
+    "lm_edits": {"metrics": "results/lm/edits/{layer_set}/{method}/{chunk}.json"},
+    "lm_activation_ratio": {"ratio": "results/lm/activation_ratio.parquet"},
+    "lm_tables": {"table1": "results/tables/table1_lm.csv", "sweep": "results/tables/lm_sweep.csv",
+                  "tasks": "results/tables/lm_tasks.csv", "facts": "results/tables/lm_facts.csv",
+                  "activation": "results/tables/lm_activation_ratio.csv", "selection": "results/lm/selection.json",
+                  "kfac_plot": "results/plots/lm_kfac_sweep.csv", "svd_plot": "results/plots/lm_svd_sweep.csv"},
+    # both arms
+    "metrics": {"metrics": "results/metrics.json"},
+    "figures": {"figures": "results/figures"},
+}
+DIRECTORIES = {("lm_import", "model"), ("lm_train", "model"), ("figures", "figures")}
 
 
-def run(*cmd: str, capture: bool = False) -> str:
-    proc = subprocess.run(cmd, capture_output=capture, text=True)
-    if proc.returncode != 0:
-        detail = (proc.stdout or "")[-2000:] + (proc.stderr or "")[-2000:] if capture else ""
-        sys.exit(f"failed: {' '.join(cmd)}\n{detail}")
-    return (proc.stdout or "") + (proc.stderr or "")
+def fingerprint(rule: str, params: dict, inputs: list[str]) -> str:
+    """Hash of a job's parameters and of its inputs' fingerprints (canonical JSON, sha256)."""
+    blob = json.dumps({"rule": rule, "params": params, "inputs": inputs}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:FP_CHARS]
 
 
-def snakemake(*args: str, capture: bool = False) -> str:
-    return run(sys.executable, "-m", "snakemake", *args, capture=capture)
+def cutoff_token(cutoff: float) -> str:
+    """A cutoff as it appears in file names: the shortest text that reads back as the same float
+    (0.9999999 -> '0.9999999', 1 -> '1.0'), so distinct cutoffs never share a file."""
+    return repr(float(cutoff))
 
 
-def dvc(*args: str) -> str:
-    return run(sys.executable, "-m", "dvc", *args)
+@dataclass
+class Stage:
+    """One expensive rule's job: what it receives, what it reads, and the paths it writes."""
+
+    rule: str
+    params: dict                               # the job's parameters (a config subset), fingerprinted
+    upstream: list[str]                        # expensive stages whose outputs it reads, fingerprinted
+    content: dict = field(default_factory=dict)  # digests of external files it reads, fingerprinted
+    ext: str = ""                              # file extension where the format depends on the config
+    fp: str = ""                               # filled in by Layout
+    outputs: dict[str, str] = field(default_factory=dict)  # output name -> path; filled in by Layout
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self.__dict__["outputs"][name]
+        except KeyError:
+            raise AttributeError(f"stage {self.__dict__.get('rule')} has no output {name!r}") from None
 
 
-def check_loadable(path: str) -> None:
-    """Open every artifact the way the pipeline does; raises ArtifactError naming the file."""
-    if Path(path).is_dir():  # a model directory: its weights must open
-        weights = sorted(Path(path).glob("*.safetensors"))
-        if not (Path(path) / "config.json").exists() or not weights:
-            raise io.ArtifactError(f"{path}: not a complete model directory (config.json + safetensors weights)")
-        for w in weights:
-            io.safetensors_keys(w)  # header only: a 7B model is not read into memory
-    elif path.endswith(".safetensors"):
-        io.load_metadata(path)
-        io.load_tensors(path)
-    elif path.endswith(".json"):
-        io.load_json(path)
-    elif path.endswith(".parquet"):
-        io.load_parquet(path)
+def _drop(section: dict | None, *keys: str) -> dict:
+    return {k: v for k, v in (section or {}).items() if k not in keys}
 
 
-def publish(configfile: str) -> None:
-    plan = snakemake(TARGET, "-n", "--configfile", configfile, capture=True)
-    if "Nothing to be done" not in plan:
-        jobs = plan.split("Job stats:")[1].split("Reasons:")[0].strip() if "Job stats:" in plan else plan[-1500:]
-        sys.exit(f"refusing to publish: snakemake has pending jobs for {configfile}; run the pipeline first\n{jobs}")
-    paths = expensive_artifacts(load_config(configfile))
-    for path in paths:
-        check_loadable(path)
-    dvc("add", *paths)
-    dvc("push", *[f"{p}.dvc" for p in paths])
-    print("published; now version the pointers with git:\n  git add " + " ".join(f"{p}.dvc" for p in paths)
-          + " && git commit -m 'Publish artifacts'")
+def vit_stages(vit: dict) -> list[Stage]:
+    """The vision arm's expensive stages, in dependency order."""
+    ext = "parquet" if vit["data"]["dataset"] == "imagefolder" else "safetensors"
+    return [
+        Stage("vit_data", _drop(vit["data"], "noise_rate"), [], ext=ext),
+        Stage("vit_corrupt", {"noise_rate": vit["data"]["noise_rate"], "seed": vit["data"]["seed"]}, ["vit_data"]),
+        Stage("vit_train", {"model": vit["model"], "train": vit["train"]}, ["vit_data", "vit_corrupt"]),
+        Stage("vit_factors", {"model": vit["model"], "factors": vit["factors"]},
+              ["vit_train", "vit_data", "vit_corrupt"]),
+        Stage("vit_basis", {}, ["vit_factors"]),
+    ]
 
 
-def restore(configfile: str) -> None:
-    paths = expensive_artifacts(load_config(configfile))
-    missing = [f"{p}.dvc" for p in paths if not Path(f"{p}.dvc").exists()]
-    if missing:
-        sys.exit(f"nothing published for {configfile}: missing {', '.join(missing)}")
-    dvc("pull", *[f"{p}.dvc" for p in paths])  # DVC verifies each file's md5 on checkout
-    for path in paths:
-        check_loadable(path)
-    # Provenance: Snakemake records params, code and inputs for the pulled outputs, in DAG order.
-    snakemake(*paths, "--touch", "--forceall", "--cores", "1", "--configfile", configfile, capture=True)
-    print(f"restored {len(paths)} artifacts; snakemake --cores all {TARGET} now reruns only what depends on "
-          f"changed parameters or code")
+def lm_model_rule(lm: dict) -> str:
+    """The rule whose model every LM stage after training reads: trained here, or imported as is."""
+    return "lm_train" if lm.get("train") else "lm_import"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["publish", "restore"])
-    p.add_argument("--configfile", default="config/config.yaml")
-    args = p.parse_args(argv)
-    (publish if args.command == "publish" else restore)(args.configfile)
+def lm_stages(lm: dict, file_digests: dict | None = None) -> list[Stage]:
+    """The LM arm's expensive stages, in dependency order; `file_digests` of the text files it reads."""
+    ev = lm["eval"]
+    stages = [Stage("lm_data", {"world": lm["world"], "files": lm.get("files"), "few_shot": lm.get("few_shot", 0)},
+                    [], content=file_digests or {})]
+    if lm["model"].get("source"):
+        stages.append(Stage("lm_import", {"model": lm["model"]}, []))
+    if lm.get("train"):
+        upstream = ["lm_data"] + (["lm_import"] if lm["model"].get("source") else [])
+        stages.append(Stage("lm_train", {"model": lm["model"], "train": lm["train"]}, upstream))
+    model = lm_model_rule(lm)
+    stages += [
+        Stage("lm_sets", {"windows": lm["windows"], "batch_size": ev["batch_size"], "device": ev["device"]},
+              [model, "lm_data"]),
+        Stage("lm_factors", {"factors": lm["factors"]}, [model, "lm_data"]),
+        Stage("lm_basis", {}, ["lm_factors"]),
+    ]
+    return stages
 
 
-if __name__ == "__main__":
-    main()
+class Layout:
+    """Paths of every expensive artifact of a config, fingerprinted: `layout["vit_train"].model`."""
+
+    def __init__(self, config: dict, file_digests: dict | None = None):
+        stages = []
+        if config.get("vit"):
+            stages += vit_stages(config["vit"])
+        if config.get("lm"):
+            stages += lm_stages(config["lm"], file_digests)
+        self.stages: dict[str, Stage] = {}
+        for stage in stages:  # dependency order: upstream fingerprints are known
+            hashed = {**stage.params, "_content": stage.content} if stage.content else stage.params
+            stage.fp = fingerprint(stage.rule, hashed, [self.stages[u].fp for u in stage.upstream])
+            stage.outputs = {name: template.format(fp=stage.fp, ext=stage.ext)
+                             for name, template in TEMPLATES[stage.rule].items()}
+            self.stages[stage.rule] = stage
+
+    def __getitem__(self, rule: str) -> Stage:
+        return self.stages[rule]
+
+    def __contains__(self, rule: str) -> bool:
+        return rule in self.stages
+
+    def expensive_paths(self) -> list[str]:
+        """What `publish` pushes and `dvc pull` brings back: every expensive artifact, in DAG order."""
+        return [path for stage in self.stages.values() for path in stage.outputs.values()]
+
+
+def _pattern(template: str, directory: bool) -> re.Pattern:
+    regex = re.escape(template)
+    for name, sub in (("fp", f"[0-9a-f]{{{FP_CHARS}}}"), ("ext", "[a-z]+"), ("layer_set", "[^/]+"),
+                      ("method", "[^/]+"), ("chunk", "[^/]+")):
+        regex = regex.replace(re.escape("{" + name + "}"), sub)
+    return re.compile(f"(^|/){regex}{'(/.*)?' if directory else ''}$")
+
+
+_MAKERS = [(rule, _pattern(t, (rule, name) in DIRECTORIES)) for rule, outs in TEMPLATES.items()
+           for name, t in outs.items()]
+
+
+def maker(path: str | Path) -> str | None:
+    """The rule that makes an artifact (a file inside a model directory belongs to its directory)."""
+    text = Path(path).as_posix()
+    return next((rule for rule, pattern in _MAKERS if pattern.search(text)), None)

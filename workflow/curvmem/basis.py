@@ -5,9 +5,11 @@ Every cutoff of a sweep reuses the same basis, so this is an artifact of its own
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 
+from . import io
 from .kfac import expectations
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,23 @@ def module_basis(basis: dict[str, torch.Tensor], name: str):
         raise KeyError(f"the curvature basis has no module {name!r}; is it in the factor modules?") from None
 
 
+def load_basis(path, layers: dict[str, torch.nn.Linear]) -> dict[str, torch.Tensor]:
+    """The saved basis, checked against the layers it will edit: every module present, every
+    factor of the layer's shape. A mismatch is an ArtifactError naming the file and the module."""
+    basis = io.load_tensors(path)
+    for name, layer in layers.items():
+        expected = {"G": layer.out_features, "A": layer.in_features}
+        for key, d in expected.items():
+            vecs, vals = basis.get(f"{name}.{key}.eigenvectors"), basis.get(f"{name}.{key}.eigenvalues")
+            if vecs is None or vals is None:
+                raise io.artifact_error(path, f"has no {key} factor for module {name!r} (it holds "
+                                              f"{sorted({k.rsplit('.', 2)[0] for k in basis})})")
+            if tuple(vecs.shape) != (d, d) or tuple(vals.shape) != (d,):
+                raise io.artifact_error(path, f"{key} factor of module {name!r} is {tuple(vecs.shape)}, the layer "
+                                              f"needs ({d}, {d}): made for another model?")
+    return basis
+
+
 def spectra_frame(basis: dict[str, torch.Tensor]):
     """Long table of every eigenvalue: module, factor (A or G), rank, eigenvalue, cumulative mass fraction."""
     import pandas as pd
@@ -67,29 +86,10 @@ def spectra_frame(basis: dict[str, torch.Tensor]):
     return pd.concat(frames, ignore_index=True)
 
 
-def main(argv=None):
-    import argparse
-    import time
-
-    from . import io
-    from .common import setup_logging, setup_torch
-
-    p = argparse.ArgumentParser(description="Eigendecompose every factor once (the curvature basis).")
-    p.add_argument("--factors", required=True)
-    p.add_argument("--out", required=True, help="basis .safetensors")
-    p.add_argument("--spectra", required=True, help="eigenvalue table .parquet")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    setup_logging()
-    setup_torch(args.threads)
+def basis_stage(params: dict, *, factors: str, basis: str, spectra: str) -> None:
+    """Rules vit_basis / lm_basis: eigendecompose every factor once; the spectra table beside it."""
     t0 = time.time()
-    basis = curvature_basis(io.load_tensors(args.factors))
-    meta = io.load_metadata(args.factors)
-    meta.update(factors=args.factors)
-    io.save_tensors(basis, args.out, meta)
-    io.save_parquet(spectra_frame(basis), args.spectra)
-    log.info("basis of %d factors in %.1fs", len(basis) // 2, time.time() - t0)
-
-
-if __name__ == "__main__":
-    main()
+    result = curvature_basis(io.load_tensors(factors))
+    io.save_tensors(result, basis, {"modules": io.load_metadata(factors)["modules"]})
+    io.save_parquet(spectra_frame(result), spectra)
+    log.info("basis of %d factors in %.1fs", len(result) // 2, time.time() - t0)

@@ -1,30 +1,61 @@
-"""Small helpers every stage uses: logging, torch threads and seeds, device choice."""
+"""Small helpers every stage uses: errors, config dataclasses, torch threads and seeds, device
+choice, fault injection. Imports no torch at module level (the Snakefile imports this)."""
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
 import random
 import signal
-import sys
-
-import numpy as np
-import torch
+import typing
 
 
-def setup_logging() -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s", force=True)
+class ConfigError(ValueError):
+    """A config problem, as one line that names the key (or the file and line)."""
+
+
+class InputError(ValueError):
+    """Bad input data found while a job runs (its message names the file and what to change)."""
+
+
+def from_dict(cls, data: dict | None, where: str = "config"):
+    """Build dataclass `cls` from a plain dict (a config section), recursing into dataclass fields.
+
+    Unknown keys are an error naming them: a config section and its dataclass must agree.
+    """
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise TypeError(f"{where}: unknown key(s) {unknown} for {cls.__name__} (known: {sorted(fields)})")
+    kwargs = {}
+    for name, value in data.items():
+        kind = hints[name]
+        nested = [t for t in (kind, *typing.get_args(kind)) if dataclasses.is_dataclass(t)]
+        kwargs[name] = from_dict(nested[0], value, f"{where}.{name}") if nested and isinstance(value, dict) else value
+    return cls(**kwargs)
 
 
 def setup_torch(threads: int, seed: int = 0) -> None:
     """Fixed thread count and seeds: CPU results are reproducible for a given thread count."""
+    import torch
+
     torch.set_num_threads(max(1, threads))
+    seed_everything(seed)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def pick_device(name: str = "auto") -> torch.device:
+def pick_device(name: str = "auto"):
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)

@@ -1,21 +1,42 @@
-"""Config validation: the JSON schema, then checks the schema cannot express (module patterns
-against the real architecture, names that must refer to each other, data that must exist).
+"""Config validation before any job: the JSON schema, then each arm's checks of what only the
+model or the data can tell (module patterns against the architecture, dataset sizes, text files
+line by line, local model paths). Every problem is one line naming the key, or the file and line.
 
-Every problem is reported as one line naming the key, before any job runs.
+Results of slow checks (building a model on the meta device to list its layers, parsing a large
+text file) are cached in `.snakemake/curvmem/checks.json`, keyed by what they depend on, so a
+no-op run stays fast.
 """
 from __future__ import annotations
 
-import fnmatch
+import functools
+import hashlib
+import json
+import os
 from pathlib import Path
 
-import jsonschema
 import yaml
 
+from .artifacts import cutoff_token
+from .common import ConfigError
+
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+CACHE = Path(".snakemake/curvmem/checks.json")
 
 
-class ConfigError(ValueError):
-    """A config problem, as one line that names the key."""
+def load_yaml(path: str | os.PathLike) -> dict:
+    """A config file; a syntax error is one line naming the file, line and column."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where}: {err.problem or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(config).__name__}")
+    return config
 
 
 def _key(path) -> str:
@@ -26,6 +47,8 @@ def _key(path) -> str:
 
 
 def check_schema(config: dict) -> None:
+    import jsonschema
+
     schema = yaml.safe_load(SCHEMA.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
@@ -47,140 +70,81 @@ def check_schema(config: dict) -> None:
     raise ConfigError(f"config key {_key(err.absolute_path)}: {err.message}")
 
 
-def _match(patterns: list[str], names: list[str]) -> list[str]:
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+def check_cutoffs(arm: str, edit: dict) -> None:
+    """Cutoffs become file names: distinct cutoffs must give distinct names (`artifacts.cutoff_token`)."""
+    for key in ("rhos", "svd_drop_fractions"):
+        tokens = [cutoff_token(c) for c in edit[key]]
+        if len(set(tokens)) != len(tokens):
+            raise ConfigError(f"config key {arm}.edit.{key}: {edit[key]} holds the same cutoff twice")
 
 
-def check_vit(config: dict) -> None:
-    from .vision.data import find_fashion_mnist
-    from .vision.model import ViTConfig, vit_module_names
+class Memo:
+    """A JSON cache of slow, pure checks: memo(key, fn) returns fn() computed once per key
+    (kept in `path` across runs; in memory only when path is None)."""
 
-    vit, scale = config["vit"], config["scale"]
-    model = vit["model"]
-    if "overrides" in model and scale != "test":
-        raise ConfigError(f"config key vit.model.overrides: only allowed with scale: test (this config is {scale})")
-    if model.get("name"):
-        import timm
-
-        if not timm.is_model(model["name"]):
-            raise ConfigError(f"config key vit.model.name: {model['name']!r} is not a timm model")
-    else:
-        for key in ("patch_size", "embed_dim", "depth", "num_heads"):
-            if key not in model:
-                raise ConfigError(f"config key vit.model.{key}: required when vit.model.name is not set")
-        if model["img_size"] % model["patch_size"]:
-            raise ConfigError("config key vit.model.patch_size: must divide vit.model.img_size")
-        if model["embed_dim"] % model["num_heads"]:
-            raise ConfigError("config key vit.model.num_heads: must divide vit.model.embed_dim")
-    try:
-        names = vit_module_names(ViTConfig(**model))
-    except (TypeError, ValueError, AssertionError) as err:
-        raise ConfigError(f"config key vit.model: cannot build this ViT ({err})") from None
-
-    factor_modules = _match(vit["factors"]["modules"], names)
-    for i, pattern in enumerate(vit["factors"]["modules"]):
-        if not _match([pattern], names):
-            raise ConfigError(f"config key vit.factors.modules[{i}]: {pattern!r} matches no nn.Linear of the model")
-    for set_name, patterns in vit["edit"]["layer_sets"].items():
-        for i, pattern in enumerate(patterns):
-            if not _match([pattern], factor_modules):
-                raise ConfigError(f"config key vit.edit.layer_sets.{set_name}[{i}]: {pattern!r} matches no module "
-                                  f"of vit.factors.modules")
-
-    head = vit["headline"]
-    if head["layer_set"] not in vit["edit"]["layer_sets"]:
-        raise ConfigError(f"config key vit.headline.layer_set: {head['layer_set']!r} is not in vit.edit.layer_sets")
-    if head["rho"] not in vit["edit"]["rhos"]:
-        raise ConfigError(f"config key vit.headline.rho: {head['rho']} is not in vit.edit.rhos")
-    if head["svd_drop_fraction"] not in vit["edit"]["svd_drop_fractions"]:
-        raise ConfigError(f"config key vit.headline.svd_drop_fraction: {head['svd_drop_fraction']} is not in "
-                          f"vit.edit.svd_drop_fractions")
-
-    data = vit["data"]
-    if data["dataset"] == "imagefolder":
-        if not data.get("root") or not (Path(data["root"]) / "train").is_dir():
-            raise ConfigError(f"config key vit.data.root: {data.get('root')!r} is not an ImageFolder root with a "
-                              f"train/ folder")
-    elif data.get("root") and not Path(data["root"]).is_dir():
-        raise ConfigError(f"config key vit.data.root: {data['root']!r} does not exist")
-    elif not data.get("root"):
+    def __init__(self, path: Path | None = CACHE):
+        self.path = path
         try:
-            find_fashion_mnist(None)
-        except FileNotFoundError as err:
-            raise ConfigError(f"config key vit.data.root: not set and {err}") from None
-    n_train = data["n_train"]
-    if n_train and round(data["noise_rate"] * n_train) + vit["factors"]["n_images"] > n_train:
-        raise ConfigError("config key vit.factors.n_images: more than the clean training images "
-                          f"({n_train} - {round(data['noise_rate'] * n_train)} mislabeled)")
+            self.store = json.loads(path.read_text()) if path else {}
+        except (OSError, ValueError):
+            self.store = {}
+        self.dirty = False
+
+    def __call__(self, key: dict, fn):
+        digest = hashlib.sha256(json.dumps([key, _versions()], sort_keys=True, default=str).encode()).hexdigest()
+        if digest not in self.store:
+            self.store[digest] = fn()
+            self.dirty = True
+        return self.store[digest]
+
+    def save(self) -> None:
+        if self.dirty and self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.store))
+            os.replace(tmp, self.path)
 
 
-def lm_module_names(model: dict) -> list[str] | None:
-    """nn.Linear names of the configured LM, or None for a pretrained source (checked when loaded)."""
-    from .lm.model import LMConfig, build_config
+@functools.lru_cache
+def _versions() -> tuple[str, ...]:
+    """The libraries a cached check depends on: a new version invalidates the cache."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    if model.get("source"):
-        return None
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    cfg = LMConfig(**{k: v for k, v in model.items() if k != "source"})
-    with torch.device("meta"):
-        lm = AutoModelForCausalLM.from_config(build_config(cfg))
-    return [n for n, m in lm.named_modules() if isinstance(m, torch.nn.Linear)]
-
-
-def check_lm(config: dict) -> None:
-    lm = config["lm"]
-    model, train, files = lm["model"], lm.get("train"), lm.get("files")
-    if not model.get("source"):
-        if train is None:
-            raise ConfigError("config key lm.train: required when lm.model.source is null (a model from scratch)")
-        for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
-            if key not in model:
-                raise ConfigError(f"config key lm.model.{key}: required when lm.model.source is null")
-        if model["hidden_size"] % model["num_attention_heads"]:
-            raise ConfigError("config key lm.model.num_attention_heads: must divide lm.model.hidden_size")
-    if files:
-        for key in ("memorized", "quotes", "clean"):
-            path = files[key]
-            if not path.startswith(("http://", "https://")) and not Path(path).is_file():
-                raise ConfigError(f"config key lm.files.{key}: {path!r} is not a file")
-    elif config["scale"] != "test" and not Path("/usr/share/games/fortunes").is_dir():
-        raise ConfigError("config key lm.world: needs Debian's fortunes text (bash envs/setup.sh installs it)")
-    if model.get("source", "") and model["source"].startswith("pkg:"):
-        from .lm.model import resolve_source
-
+    out = []
+    for dist in ("curvmem", "torch", "timm", "transformers"):
         try:
-            resolve_source(model["source"])
-        except FileNotFoundError as err:
-            raise ConfigError(f"config key lm.model.source: {err}") from None
-
-    names = lm_module_names(model)
-    if names is not None:
-        for i, pattern in enumerate(lm["factors"]["modules"]):
-            if not _match([pattern], names):
-                raise ConfigError(f"config key lm.factors.modules[{i}]: {pattern!r} matches no nn.Linear of the model")
-        names = _match(lm["factors"]["modules"], names)
-    for set_name, patterns in lm["edit"]["layer_sets"].items():
-        for i, pattern in enumerate(patterns):
-            if names is not None and not _match([pattern], names):
-                raise ConfigError(f"config key lm.edit.layer_sets.{set_name}[{i}]: {pattern!r} matches no module "
-                                  f"of lm.factors.modules")
-    windows = lm["windows"]
-    if train and windows["prefix"] + windows["suffix"] > train["seq_len"]:
-        raise ConfigError("config key lm.windows: prefix + suffix exceeds lm.train.seq_len (the trained context)")
+            out.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            out.append(f"{dist}: none")
+    return tuple(out)
 
 
-def validate(config: dict) -> dict:
-    """Raise ConfigError (one line naming the key) for any problem; return the config unchanged."""
+def validate(config: dict, memo: Memo | None = None) -> dict:
+    """Raise ConfigError (one line) for any problem; return the config unchanged."""
     check_schema(config)
+    memo = memo or Memo(path=None)
     if "vit" in config:
-        check_vit(config)
+        from .vision import checks as vit_checks
+
+        check_cutoffs("vit", config["vit"]["edit"])
+        vit_checks.check(config["vit"], config["scale"], memo)
     if "lm" in config:
-        check_lm(config)
+        from .lm import checks as lm_checks
+
+        check_cutoffs("lm", config["lm"]["edit"])
+        lm_checks.check(config["lm"], config["scale"], memo)
     return config
 
 
-def fmt(x: float) -> str:
-    """A cutoff as it appears in file names: 0.75 -> '0.75', 1.0 -> '1'."""
-    return f"{x:g}"
+def file_digests(config: dict, memo: Memo) -> dict:
+    """sha256 of every local text file the LM arm reads (part of the lm_data fingerprint), cached
+    by size and modification time."""
+    files = (config.get("lm") or {}).get("files") or {}
+    digests = {}
+    for key in ("memorized", "quotes", "clean"):
+        path = files.get(key)
+        if path and not path.startswith(("http://", "https://")) and Path(path).is_file():
+            stat = Path(path).stat()
+            digests[key] = memo({"sha256": str(Path(path).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns},
+                                lambda p=path: hashlib.sha256(Path(p).read_bytes()).hexdigest())
+    return digests

@@ -1,68 +1,46 @@
-"""Artifact I/O: atomic writes and loaders that name the file and the rule that makes it.
+"""Artifact I/O: atomic writes, deterministic bytes, and loaders whose errors name the file, the
+rule that makes it and what to do.
 
 Every artifact is written under a temporary name in the same directory and renamed when
 complete, so a killed job never leaves a file that a rerun would accept. Only safetensors,
-JSON and Parquet are read: nothing a user pulled is ever unpickled.
+JSON and Parquet are read: nothing a user pulled is ever unpickled. Metadata goes into one
+sorted JSON string per file, so rebuilding an artifact from the same inputs gives the same bytes.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
 
+from .artifacts import maker
 from .common import crash_point
 
-# Which rule makes which artifact, so a corrupt file can be traced to the job to rerun.
-# Keys are file-name suffixes; the first match wins.
-_MAKERS = {
-    "corruption.json": "corrupt_labels",
-    "model.safetensors": "train_vit",
-    "train_metrics.json": "train_vit",
-    "factors.safetensors": "vit_factors",
-    "basis.safetensors": "vit_basis",
-    "spectra.parquet": "vit_basis",
-    "activation_ratio.parquet": "vit_activation_ratio",
-}
-_LM_MAKERS = {  # files under results/lm/ and data/lm/
-    "train_docs.parquet": "lm_data", "candidates.parquet": "lm_data", "clean.parquet": "lm_data",
-    "tasks.parquet": "lm_data", "model.safetensors": "lm_train", "train_metrics.json": "lm_train",
-    "sets.parquet": "lm_sets", "factors.safetensors": "lm_factors", "basis.safetensors": "lm_basis",
-    "spectra.parquet": "lm_basis", "reference_top10.safetensors": "lm_baseline",
-    "activation_ratio.parquet": "lm_activation_ratio",
-}
-
+META_KEY = "curvmem"  # the one metadata entry of our safetensors and Parquet files
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 class ArtifactError(RuntimeError):
-    """A missing, truncated or corrupt artifact."""
+    """A missing, truncated, corrupt or mismatched artifact."""
 
 
-def _maker(path: Path) -> str:
-    if "lm" in path.parts:
-        if "pretrained" in path.parts:
-            return "lm_import"
-        return next((rule for suffix, rule in _LM_MAKERS.items() if path.name.endswith(suffix)), "the rule that writes it")
-    for suffix, rule in _MAKERS.items():
-        if path.name.endswith(suffix):
-            return rule
-    if path.parent.name in ("train", "val") or path.name in ("train.safetensors", "val.safetensors"):
-        return "prepare_vision_data"
-    return "the rule that writes it"
-
-
-def _fail(path: Path, why: str) -> ArtifactError:
-    return ArtifactError(
-        f"{path}: {why}; delete it and rerun snakemake to rebuild it (made by rule {_maker(path)})"
-    )
+def artifact_error(path, why: str) -> ArtifactError:
+    """One line: the file, what is wrong, the rule that makes it and how to rebuild it."""
+    path = Path(path)
+    rule = maker(path)
+    if rule is None:
+        return ArtifactError(f"{path}: {why}")
+    target = path
+    while target.parent != target and maker(target.parent) == rule:  # a file inside a model directory
+        target = target.parent
+    return ArtifactError(f"{path}: {why} (made by rule {rule}); delete {target} and rerun "
+                         f"`snakemake --cores all results/figures` to rebuild it")
 
 
 @contextlib.contextmanager
@@ -87,8 +65,6 @@ def atomic_path(path: str | os.PathLike):
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike):
     """Yield a temporary directory next to `path`; it replaces `path` only if the block succeeds."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmpdir"):
@@ -106,51 +82,58 @@ def atomic_dir(path: str | os.PathLike):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict | None = None) -> None:
-    """Save tensors as safetensors; metadata values are JSON-encoded strings."""
-    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+def _meta_json(metadata: dict) -> str:
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":"))
+
+
+def save_tensors(tensors: dict, path, metadata: dict | None = None) -> None:
+    """Save torch tensors as safetensors with the metadata as one sorted JSON string."""
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        save_file(tensors, str(tmp), metadata={META_KEY: _meta_json(metadata or {})})
 
 
-def load_tensors(path, device: str = "cpu") -> dict[str, torch.Tensor]:
+def load_tensors(path, device: str = "cpu") -> dict:
+    """Torch tensors of a safetensors file; NaN or inf anywhere is an error."""
+    import torch
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.exists():
-        raise _fail(path, "missing")
+        raise artifact_error(path, "missing")
     try:
         tensors = load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError) as err:
-        raise _fail(path, f"not a readable safetensors file ({err})") from None
+        raise artifact_error(path, f"not a readable safetensors file ({err})") from None
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
-            raise _fail(path, f"tensor {name!r} holds NaN or inf")
+            raise artifact_error(path, f"tensor {name!r} holds NaN or inf")
     return tensors
 
 
 def load_metadata(path) -> dict:
-    """The JSON-decoded metadata of a safetensors file."""
-    from safetensors import safe_open
-
+    """The metadata a curvmem job wrote into a safetensors file."""
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
-        raise _fail(path, f"not a readable safetensors file ({err})") from None
-    return {k: json.loads(v) for k, v in meta.items()}
+        raise artifact_error(path, f"not a readable safetensors file ({err})") from None
+    if META_KEY not in meta:
+        raise artifact_error(path, "has no curvmem metadata (not written by this pipeline)")
+    return json.loads(meta[META_KEY])
 
 
 def safetensors_keys(path) -> list[str]:
-    """Tensor names of a safetensors file, reading only its header (any writer's metadata)."""
-    from safetensors import safe_open
-
+    """Tensor names of a safetensors file, reading only its header (any writer's file)."""
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             return list(f.keys())
     except (SafetensorError, OSError, ValueError) as err:
-        raise _fail(path, f"not a readable safetensors file ({err})") from None
+        raise artifact_error(path, f"not a readable safetensors file ({err})") from None
 
 
 def save_json(obj, path) -> None:
@@ -161,21 +144,21 @@ def save_json(obj, path) -> None:
 def load_json(path):
     path = Path(path)
     if not path.exists():
-        raise _fail(path, "missing")
+        raise artifact_error(path, "missing")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise _fail(path, f"not valid JSON ({err})") from None
+        raise artifact_error(path, f"not valid JSON ({err})") from None
 
 
 def save_parquet(frame, path, metadata: dict | None = None) -> None:
-    """Parquet with optional JSON metadata stored in the file's schema (key b"curvmem")."""
+    """Parquet with optional JSON metadata in the file's schema (key b"curvmem")."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata is not None:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"curvmem": json.dumps(metadata)})
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY.encode(): _meta_json(metadata)})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -187,24 +170,55 @@ def load_parquet_metadata(path) -> dict:
     try:
         meta = pq.read_schema(path).metadata or {}
     except Exception as err:  # pyarrow raises several unrelated types for a bad file
-        raise _fail(path, f"not a readable Parquet file ({err})") from None
-    if b"curvmem" not in meta:
-        raise _fail(path, "has no curvmem metadata")
-    return json.loads(meta[b"curvmem"])
+        raise artifact_error(path, f"not a readable Parquet file ({err})") from None
+    if META_KEY.encode() not in meta:
+        raise artifact_error(path, "has no curvmem metadata (not written by this pipeline)")
+    return json.loads(meta[META_KEY.encode()])
 
 
-def load_parquet(path):
+def load_parquet(path, columns: list[str] | None = None):
+    """A Parquet table; `columns` that must be present (an error names the missing ones)."""
     import pandas as pd
 
     path = Path(path)
     if not path.exists():
-        raise _fail(path, "missing")
+        raise artifact_error(path, "missing")
     try:
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several unrelated types for a bad file
-        raise _fail(path, f"not a readable Parquet file ({err})") from None
+        raise artifact_error(path, f"not a readable Parquet file ({err})") from None
+    missing = [c for c in columns or [] if c not in frame.columns]
+    if missing:
+        raise artifact_error(path, f"lacks column(s) {missing}")
+    return frame
 
 
 def save_csv(frame, path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.4g")
+
+
+def check_model_dir(path) -> None:
+    """A saved model directory is complete: config.json and readable safetensors headers."""
+    path = Path(path)
+    weights = sorted(path.glob("*.safetensors"))
+    if not (path / "config.json").exists() or not weights:
+        raise artifact_error(path, "not a complete model directory (config.json + safetensors weights)")
+    for w in weights:
+        safetensors_keys(w)  # header only: a 7B model is not read into memory
+
+
+def check_loadable(path) -> None:
+    """Open an artifact the way the pipeline does; raises ArtifactError naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        check_model_dir(path)
+    elif path.suffix == ".safetensors":
+        load_metadata(path)
+        load_tensors(path)
+    elif path.suffix == ".json":
+        load_json(path)
+    elif path.suffix == ".parquet":
+        load_parquet(path)
+    elif not path.exists():
+        raise artifact_error(path, "missing")

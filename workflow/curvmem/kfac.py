@@ -1,4 +1,4 @@
-"""K-FAC factors of target nn.Linear layers (METHOD.md section 2).
+"""K-FAC factors of target nn.Linear layers (docs/method.md, section 2).
 
 For a Linear layer s = W a (+ b), with one sample per selected token position,
     A = sum_n a_n a_n^T    (d_in x d_in),   G = sum_n g_n g_n^T   (d_out x d_out),
@@ -21,20 +21,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .common import crash_point
+from .layers import match_modules
 
 
-def match_modules(model: nn.Module, patterns: list[str]) -> list[str]:
-    """Names of the nn.Linear modules matching any glob pattern, in model order.
-
-    Patterns are full-name globs over public module paths, e.g. `blocks.*.mlp.fc1` (timm) or
-    `model.layers.2[345].mlp.gate_proj` (transformers).
-    """
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    picked = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    for p in patterns:
-        if not any(fnmatch.fnmatchcase(n, p) for n in names):
-            raise ValueError(f"module pattern {p!r} matches no nn.Linear of the model")
-    return picked
+def linear_names(model: nn.Module) -> list[str]:
+    """Names of every nn.Linear of a model, in model order (the names configs select by)."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,26 +81,37 @@ class ForwardResult:
                                     # None when the hooked tensors are already (N, d)
 
 
-class _Capture:
-    """Forward hooks that keep each target layer's input and output for one batch."""
+class LayerHooks:
+    """Forward hooks that keep each named layer's latest input (and, if asked, output): the one
+    capture mechanism of the collector and the activation analysis. Use as a context manager."""
 
-    def __init__(self, modules: dict[str, nn.Linear]):
+    def __init__(self, model: nn.Module, names: list[str], keep_outputs: bool = False):
+        modules = dict(model.named_modules())
         self.inputs: dict[str, torch.Tensor] = {}
         self.outputs: dict[str, torch.Tensor] = {}
-        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in modules.items()]
+        self.keep_outputs = keep_outputs
+        self.handles = [modules[name].register_forward_hook(self._hook(name)) for name in names]
 
     def _hook(self, name):
         def hook(module, args, output):
             self.inputs[name] = args[0].detach()
-            self.outputs[name] = output
+            if self.keep_outputs:
+                self.outputs[name] = output
         return hook
 
-    def remove(self):
+    def clear(self):
+        self.inputs.clear()
+        self.outputs.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         for h in self.handles:
             h.remove()
 
 
-def _rows(t: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+def rows_at(t: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
     """(B, T, d) or (N, d) -> (N, d) float32 rows at the selected positions."""
     if positions is None:
         return t.reshape(-1, t.shape[-1]).float()
@@ -133,7 +136,7 @@ def collect_factors(
     """
     assert cfg.fisher in ("mc", "empirical"), f"unknown fisher type {cfg.fisher!r}"
     likelihood = LIKELIHOODS[cfg.likelihood]
-    names = match_modules(model, cfg.modules)
+    names = match_modules(linear_names(model), cfg.modules)
     group = cfg.max_modules_per_pass or len(names)
     all_modules = dict(model.named_modules())
     factors: dict[str, dict[str, torch.Tensor]] = {}
@@ -152,23 +155,19 @@ def collect_factors(
             }
             # Same seed for every group, so every group sees the same sampled labels.
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
-            capture = _Capture(targets)
-            try:
+            with LayerHooks(model, list(targets), keep_outputs=True) as capture:
                 desc = f"K-FAC modules {start + 1}-{start + len(targets)} of {len(names)}"
                 for i, batch in enumerate(tqdm(batches(), desc=desc, disable=not progress, mininterval=5)):
                     _accumulate(model, batch, forward, likelihood, cfg.fisher, generator, capture, sums)
                     crash_point(f"factors:batch{i + 1}")
-            finally:
-                capture.remove()
             factors.update(sums)
     finally:
         model.train(was_training)
     return factors
 
 
-def _accumulate(model, batch, forward, likelihood, fisher, generator, capture, sums):
-    capture.inputs.clear()
-    capture.outputs.clear()
+def _accumulate(model, batch, forward, likelihood, fisher, generator, capture: LayerHooks, sums):
+    capture.clear()
     with torch.enable_grad():
         result = forward(model, batch)
         if fisher == "mc":
@@ -179,8 +178,8 @@ def _accumulate(model, batch, forward, likelihood, fisher, generator, capture, s
         names = list(sums)
         grads = torch.autograd.grad(loss, [capture.outputs[n] for n in names])
     for name, grad in zip(names, grads):
-        a = _rows(capture.inputs[name], result.positions)  # (N, d_in)
-        g = _rows(grad, result.positions)  # (N, d_out)
+        a = rows_at(capture.inputs[name], result.positions)  # (N, d_in)
+        g = rows_at(grad, result.positions)  # (N, d_out)
         assert a.shape[0] == g.shape[0], "inputs and gradients select different rows"
         sums[name]["A"].addmm_(a.T, a)
         sums[name]["G"].addmm_(g.T, g)

@@ -1,18 +1,20 @@
-# Config validation and helpers shared by every rule file.
+# Validation before any job, the study's artifact paths, and helpers the rule files share.
+# Functions live here only; rules live in the stage files.
 import json
 import os
 import shlex
 import sys
-from functools import lru_cache
 
-from curvmem import artifacts
-from curvmem.config import ConfigError, fmt, validate
+from curvmem.artifacts import TEMPLATES, Layout, cutoff_token, lm_model_rule
+from curvmem.config import ConfigError, Memo, file_digests, validate
 
 try:
-    validate(config)
+    _memo = Memo()
+    validate(config, _memo)
+    ART = Layout(config, file_digests(config, _memo))  # fingerprinted paths of the expensive artifacts
+    _memo.save()
 except ConfigError as err:
-    print(err, file=sys.stderr)  # one line naming the key, before any job
-    sys.exit(1)
+    sys.exit(str(err))  # one line naming the key, before any job
 
 # Spinning OpenMP threads stall when jobs share cores; must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -20,44 +22,68 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 VIT = config.get("vit")  # None: this config has no vision arm
 LM = config.get("lm")  # None: this config has no language-model arm
 
+# Every job: the stage function of its rule, its params as JSON, its named inputs and outputs as flags.
+STAGE = "python -m curvmem {rule} {params.paths} --params {params.config:q} --threads {threads} --log {log}"
+
 
 def as_json(obj) -> str:
-    """Params are passed to the library as JSON; Snakemake records them for rerun detection."""
+    """Params reach the job as JSON; Snakemake records them and reruns the job when they change."""
     return json.dumps(obj, sort_keys=True)
 
 
-def lm_model_dir() -> str:
-    """The model every LM rule after training reads: trained here, or the imported pretrained one."""
-    return "results/lm/model" if LM.get("train") else "results/lm/pretrained"
+def cli_paths(wildcards, input, output) -> str:
+    """`--<name> <path>...` for each named input and output: the stage function's arguments."""
+    flags = []
+    for name, value in [*input.items(), *output.items()]:
+        paths = value if isinstance(value, list) else [value]
+        if paths:
+            flags.append(f"--{name} " + " ".join(shlex.quote(str(p)) for p in paths))
+    return " ".join(flags)
 
 
-def lm_edit_results() -> list[str]:
-    out = ["results/lm/edits/baseline.json"]
-    for layer_set in LM["edit"]["layer_sets"]:
-        out += [f"results/lm/edits/{layer_set}/kfac_{fmt(r)}.json" for r in LM["edit"]["rhos"]]
-        out += [f"results/lm/edits/{layer_set}/svd_{fmt(k)}.json" for k in LM["edit"]["svd_drop_fractions"]]
-    return out
+def lm_model() -> str:
+    """The model directory every LM stage after training reads."""
+    return ART[lm_model_rule(LM)].model
 
 
-def vit_split(split: str) -> str:
-    return artifacts.vit_split(config, split)
+def cutoff_chunks(arm: str) -> dict[str, dict[str, list[float]]]:
+    """method -> chunk -> cutoffs: one job per layer set and method ("all"), or per cutoff."""
+    edit = config[arm]["edit"]
+    chunks = {}
+    for method, cutoffs in (("kfac", edit["rhos"]), ("svd", edit["svd_drop_fractions"])):
+        if cutoffs:
+            per_cutoff = edit.get("one_job_per_cutoff", False)
+            chunks[method] = {cutoff_token(c): [c] for c in cutoffs} if per_cutoff else {"all": list(cutoffs)}
+    return chunks
 
 
-@lru_cache
-def vit_layer_set_modules(name: str) -> list[str]:
-    """Module names of a layer set, resolved against the configured architecture."""
-    from curvmem.kfac import match_modules
-    from curvmem.vision.model import ViTConfig, build_vit
-    import torch
-
-    with torch.device("meta"):
-        model = build_vit(ViTConfig(**VIT["model"]))
-    return match_modules(model, VIT["edit"]["layer_sets"][name])
+def edit_results(arm: str) -> list[str]:
+    """Every edit job's result file of an arm (the baseline is its own rule)."""
+    template = TEMPLATES[f"{arm}_edits"]["metrics"]
+    return [template.format(layer_set=layer_set, method=method, chunk=chunk)
+            for layer_set in config[arm]["edit"]["layer_sets"]
+            for method, chunks in cutoff_chunks(arm).items() for chunk in chunks]
 
 
-def vit_edit_results() -> list[str]:
-    out = ["results/vit/edits/baseline.json"]
-    for layer_set in VIT["edit"]["layer_sets"]:
-        out += [f"results/vit/edits/{layer_set}/kfac_{fmt(r)}.json" for r in VIT["edit"]["rhos"]]
-        out += [f"results/vit/edits/{layer_set}/svd_{fmt(k)}.json" for k in VIT["edit"]["svd_drop_fractions"]]
-    return out
+def edit_params(arm: str, wildcards) -> str:
+    section = config[arm]
+    evaluation = {"model": section["model"], "eval": section["eval"]} if arm == "vit" else {"eval": section["eval"]}
+    return as_json({**evaluation, "method": wildcards.method, "layer_set": wildcards.layer_set,
+                    "patterns": section["edit"]["layer_sets"][wildcards.layer_set],
+                    "factor_modules": section["factors"]["modules"],
+                    "cutoffs": cutoff_chunks(arm)[wildcards.method][wildcards.chunk]})
+
+
+def edit_basis(arm: str):
+    """The curvature basis, for K-FAC edits only (SVD needs none and must not wait for it)."""
+    return lambda wildcards: [ART[f"{arm}_basis"].basis] if wildcards.method == "kfac" else []
+
+
+def cheap_outputs() -> list[str]:
+    """Every result rebuilt from the expensive artifacts: edits, activation ratios, tables, metrics."""
+    out = []
+    for arm in ("vit", "lm"):
+        if config.get(arm):
+            out += [*TEMPLATES[f"{arm}_baseline"].values(), *edit_results(arm),
+                    *TEMPLATES[f"{arm}_activation_ratio"].values(), *TEMPLATES[f"{arm}_tables"].values()]
+    return out + list(TEMPLATES["metrics"].values())

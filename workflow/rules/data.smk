@@ -1,69 +1,68 @@
 # Data and memorized sets: vision splits and label corruption; LM text artifacts and the verified
 # memorized windows. Each arm's rules exist only when its section is in the config.
+# Expensive artifacts read expensive inputs as ancient(): their paths carry a fingerprint of
+# everything upstream (curvmem.artifacts), so file times, e.g. the order of a `dvc pull`, say nothing.
 
 
 if VIT:
-    rule prepare_vision_data:
+
+    rule vit_data:
         output:
-            train=vit_split("train"),
-            val=vit_split("val"),
+            **ART["vit_data"].outputs,
         params:
-            data=as_json({k: v for k, v in VIT["data"].items() if k != "noise_rate"}),
+            config=as_json(ART["vit_data"].params),
+            paths=cli_paths,
         log:
-            "logs/prepare_vision_data.log",
+            "logs/vit_data.log",
         benchmark:
-            "logs/benchmarks/prepare_vision_data.tsv"
+            "logs/benchmarks/vit_data.tsv"
         shell:
-            "python -m curvmem.vision.data prepare --params {params.data:q} "
-            "--train {output.train} --val {output.val} > {log} 2>&1"
+            STAGE
 
-
-    rule corrupt_labels:
+    rule vit_corrupt:
         input:
-            train=vit_split("train"),
+            train=ancient(ART["vit_data"].train),
         output:
-            "data/vit/corruption.json",
+            **ART["vit_corrupt"].outputs,
         params:
-            data=as_json({"noise_rate": VIT["data"]["noise_rate"], "seed": VIT["data"]["seed"]}),
+            config=as_json(ART["vit_corrupt"].params),
+            paths=cli_paths,
         log:
-            "logs/corrupt_labels.log",
+            "logs/vit_corrupt.log",
         benchmark:
-            "logs/benchmarks/corrupt_labels.tsv"
+            "logs/benchmarks/vit_corrupt.tsv"
         shell:
-            "python -m curvmem.vision.data corrupt --params {params.data:q} "
-            "--train {input.train} --out {output} > {log} 2>&1"
+            STAGE
 
 
 if LM:
+
     rule lm_data:
         output:
-            **{name: f"data/lm/{name}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
+            **ART["lm_data"].outputs,
         params:
-            data=as_json({"world": LM["world"], "files": LM.get("files"), "few_shot": LM.get("few_shot", 0)}),
+            config=as_json(ART["lm_data"].params),
+            paths=cli_paths,
         log:
             "logs/lm_data.log",
         benchmark:
             "logs/benchmarks/lm_data.tsv"
         shell:
-            "python -m curvmem.lm.data --params {params.data:q} --out-dir data/lm > {log} 2>&1"
+            STAGE
 
     rule lm_sets:
         input:
-            model=lm_model_dir(),
-            candidates="data/lm/candidates.parquet",
+            model=ancient(lm_model()),
+            candidates=ancient(ART["lm_data"].candidates),
         output:
-            sets="results/lm/sets.parquet",
-            summary="results/lm/sets_summary.json",
+            **ART["lm_sets"].outputs,
         params:
-            windows=as_json(LM["windows"]),
-            batch_size=LM["eval"]["batch_size"],
-            device=LM["eval"]["device"],
+            config=as_json(ART["lm_sets"].params),
+            paths=cli_paths,
         threads: config["threads"]["edit"]
         log:
             "logs/lm_sets.log",
         benchmark:
             "logs/benchmarks/lm_sets.tsv"
         shell:
-            "python -m curvmem.lm.sets --model {input.model} --candidates {input.candidates} "
-            "--windows {params.windows:q} --batch-size {params.batch_size} --device {params.device} "
-            "--out {output.sets} --summary {output.summary} --threads {threads} > {log} 2>&1"
+            STAGE

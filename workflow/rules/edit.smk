@@ -1,154 +1,132 @@
-# Edits and their evaluation: one job per (layer set, method, cutoff), so changing one cutoff
-# reruns exactly that job and the tables and figures that read it.
+# Edits and their evaluation. One job per layer set and method evaluates every cutoff (the model is
+# loaded and each layer decomposed once); with edit.one_job_per_cutoff each cutoff is its own job,
+# to spread a paper-scale sweep over a cluster. Changing the cutoffs reruns the jobs that hold them,
+# then the tables and figures.
 
 wildcard_constraints:
     layer_set="[A-Za-z0-9_]+",
     method="kfac|svd",
-    cutoff="[0-9.]+",
+    chunk="all|[0-9][0-9.e+-]*",
 
 
 if VIT:
     VIT_EVAL_INPUTS = dict(
-        model="results/vit/model.safetensors",
-        train=vit_split("train"),
-        val=vit_split("val"),
-        corruption="data/vit/corruption.json",
+        model=ART["vit_train"].model,
+        data=ART["vit_data"].train,
+        val=ART["vit_data"].val,
+        corruption=ART["vit_corrupt"].corruption,
     )
-
 
     rule vit_baseline:
         input:
             **VIT_EVAL_INPUTS,
         output:
-            "results/vit/edits/baseline.json",
+            **TEMPLATES["vit_baseline"],
         params:
-            model=as_json(VIT["model"]),
-            batch_size=VIT["eval"]["batch_size"],
-            device=VIT["eval"]["device"],
+            config=as_json({"model": VIT["model"], "eval": VIT["eval"]}),
+            paths=cli_paths,
         threads: config["threads"]["edit"]
         log:
-            "logs/vit_edits/baseline.log",
+            "logs/vit_baseline.log",
         benchmark:
-            "logs/benchmarks/vit_edits/baseline.tsv"
+            "logs/benchmarks/vit_baseline.tsv"
         shell:
-            "python -m curvmem.vision.evaluate --model-config {params.model:q} --model {input.model} "
-            "--train {input.train} --val {input.val} --corruption {input.corruption} --method none "
-            "--batch-size {params.batch_size} --device {params.device} --out {output} "
-            "--threads {threads} > {log} 2>&1"
+            STAGE
 
-
-    rule vit_edit:
+    rule vit_edits:
         input:
             **VIT_EVAL_INPUTS,
-            basis="results/vit/basis.safetensors",
+            basis=edit_basis("vit"),
         output:
-            "results/vit/edits/{layer_set}/{method}_{cutoff}.json",
+            **TEMPLATES["vit_edits"],
         params:
-            model=as_json(VIT["model"]),
-            modules=lambda wc: as_json(vit_layer_set_modules(wc.layer_set)),
-            batch_size=VIT["eval"]["batch_size"],
-            device=VIT["eval"]["device"],
+            config=lambda wildcards: edit_params("vit", wildcards),
+            paths=cli_paths,
         threads: config["threads"]["edit"]
         log:
-            "logs/vit_edits/{layer_set}/{method}_{cutoff}.log",
+            "logs/vit_edits/{layer_set}/{method}/{chunk}.log",
         benchmark:
-            "logs/benchmarks/vit_edits/{layer_set}/{method}_{cutoff}.tsv"
+            "logs/benchmarks/vit_edits/{layer_set}/{method}/{chunk}.tsv"
         shell:
-            "python -m curvmem.vision.evaluate --model-config {params.model:q} --model {input.model} "
-            "--train {input.train} --val {input.val} --corruption {input.corruption} --basis {input.basis} "
-            "--method {wildcards.method} --cutoff {wildcards.cutoff} --modules {params.modules:q} "
-            "--layer-set {wildcards.layer_set} --batch-size {params.batch_size} "
-            "--device {params.device} --out {output} --threads {threads} > {log} 2>&1"
-
+            STAGE
 
     rule vit_activation_ratio:
         input:
-            model="results/vit/model.safetensors",
-            train=vit_split("train"),
-            corruption="data/vit/corruption.json",
-            basis="results/vit/basis.safetensors",
+            model=ART["vit_train"].model,
+            data=ART["vit_data"].train,
+            corruption=ART["vit_corrupt"].corruption,
+            basis=ART["vit_basis"].basis,
         output:
-            "results/vit/activation_ratio.parquet",
+            **TEMPLATES["vit_activation_ratio"],
         params:
-            model=as_json(VIT["model"]),
-            batch_size=VIT["eval"]["batch_size"],
-            device=VIT["eval"]["device"],
+            config=as_json({"model": VIT["model"], "eval": VIT["eval"], "factors": VIT["factors"]}),
+            paths=cli_paths,
         threads: config["threads"]["edit"]
         log:
             "logs/vit_activation_ratio.log",
         benchmark:
             "logs/benchmarks/vit_activation_ratio.tsv"
         shell:
-            "python -m curvmem.vision.activations --model-config {params.model:q} --model {input.model} "
-            "--train {input.train} --corruption {input.corruption} --basis {input.basis} "
-            "--batch-size {params.batch_size} --device {params.device} --out {output} "
-            "--threads {threads} > {log} 2>&1"
+            STAGE
 
 
 if LM:
     LM_EVAL_INPUTS = dict(
-        model=lm_model_dir(),
-        sets="results/lm/sets.parquet",
-        clean="data/lm/clean.parquet",
-        tasks="data/lm/tasks.parquet",
+        model=lm_model(),
+        sets=ART["lm_sets"].sets,
+        clean=ART["lm_data"].clean,
+        tasks=ART["lm_data"].tasks,
     )
-    LM_EVAL_ARGS = ("--model {input.model} --sets {input.sets} --clean {input.clean} --tasks {input.tasks} "
-                    "--eval-config {params.eval:q} --threads {threads}")
 
     rule lm_baseline:
         input:
             **LM_EVAL_INPUTS,
         output:
-            metrics="results/lm/edits/baseline.json",
-            reference="results/lm/reference_top10.safetensors",
+            **TEMPLATES["lm_baseline"],
         params:
-            eval=as_json(LM["eval"]),
+            config=as_json({"eval": LM["eval"]}),
+            paths=cli_paths,
         threads: config["threads"]["edit"]
         log:
-            "logs/lm_edits/baseline.log",
+            "logs/lm_baseline.log",
         benchmark:
-            "logs/benchmarks/lm_edits/baseline.tsv"
+            "logs/benchmarks/lm_baseline.tsv"
         shell:
-            "python -m curvmem.lm.evaluate " + LM_EVAL_ARGS + " --method none "
-            "--reference {output.reference} --out {output.metrics} > {log} 2>&1"
+            STAGE
 
-    rule lm_edit:
+    rule lm_edits:
         input:
             **LM_EVAL_INPUTS,
-            basis="results/lm/basis.safetensors",
-            reference="results/lm/reference_top10.safetensors",
+            basis=edit_basis("lm"),
+            reference=TEMPLATES["lm_baseline"]["reference"],
         output:
-            "results/lm/edits/{layer_set}/{method}_{cutoff}.json",
+            **TEMPLATES["lm_edits"],
         params:
-            eval=as_json(LM["eval"]),
-            modules=lambda wc: as_json(LM["edit"]["layer_sets"][wc.layer_set]),
+            config=lambda wildcards: edit_params("lm", wildcards),
+            paths=cli_paths,
         threads: config["threads"]["edit"]
         log:
-            "logs/lm_edits/{layer_set}/{method}_{cutoff}.log",
+            "logs/lm_edits/{layer_set}/{method}/{chunk}.log",
         benchmark:
-            "logs/benchmarks/lm_edits/{layer_set}/{method}_{cutoff}.tsv"
+            "logs/benchmarks/lm_edits/{layer_set}/{method}/{chunk}.tsv"
         shell:
-            "python -m curvmem.lm.evaluate " + LM_EVAL_ARGS + " --method {wildcards.method} "
-            "--cutoff {wildcards.cutoff} --modules {params.modules:q} --layer-set {wildcards.layer_set} "
-            "--basis {input.basis} --reference {input.reference} --out {output} > {log} 2>&1"
+            STAGE
 
     rule lm_activation_ratio:
         input:
-            model=lm_model_dir(),
-            sets="results/lm/sets.parquet",
-            clean="data/lm/clean.parquet",
-            basis="results/lm/basis.safetensors",
+            model=lm_model(),
+            sets=ART["lm_sets"].sets,
+            clean=ART["lm_data"].clean,
+            basis=ART["lm_basis"].basis,
         output:
-            "results/lm/activation_ratio.parquet",
+            **TEMPLATES["lm_activation_ratio"],
         params:
-            batch_size=LM["eval"]["batch_size"],
-            device=LM["eval"]["device"],
+            config=as_json({"eval": LM["eval"], "factors": LM["factors"]}),
+            paths=cli_paths,
         threads: config["threads"]["edit"]
         log:
             "logs/lm_activation_ratio.log",
         benchmark:
             "logs/benchmarks/lm_activation_ratio.tsv"
         shell:
-            "python -m curvmem.lm.activations --model {input.model} --sets {input.sets} --clean {input.clean} "
-            "--basis {input.basis} --batch-size {params.batch_size} --device {params.device} "
-            "--out {output} --threads {threads} > {log} 2>&1"
+            STAGE

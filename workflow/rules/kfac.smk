@@ -2,72 +2,73 @@
 
 
 if VIT:
+
     rule vit_factors:
         input:
-            model="results/vit/model.safetensors",
-            train=vit_split("train"),
-            corruption="data/vit/corruption.json",
+            model=ancient(ART["vit_train"].model),
+            data=ancient(ART["vit_data"].train),
+            corruption=ancient(ART["vit_corrupt"].corruption),
         output:
-            "results/vit/factors.safetensors",
+            **ART["vit_factors"].outputs,
         params:
-            model=as_json(VIT["model"]),
-            factors=as_json(VIT["factors"]),
+            config=as_json(ART["vit_factors"].params),
+            paths=cli_paths,
         threads: config["threads"]["factors"]
         log:
             "logs/vit_factors.log",
         benchmark:
             "logs/benchmarks/vit_factors.tsv"
         shell:
-            "python -m curvmem.vision.factors --model-config {params.model:q} --factor-config {params.factors:q} "
-            "--model {input.model} --data {input.train} --corruption {input.corruption} --out {output} "
-            "--threads {threads} > {log} 2>&1"
-
+            STAGE
 
     rule vit_basis:
         input:
-            "results/vit/factors.safetensors",
+            factors=ancient(ART["vit_factors"].factors),
         output:
-            basis="results/vit/basis.safetensors",
-            spectra="results/vit/spectra.parquet",
+            **ART["vit_basis"].outputs,
+        params:
+            config=as_json(ART["vit_basis"].params),
+            paths=cli_paths,
         threads: config["threads"]["factors"]
         log:
             "logs/vit_basis.log",
         benchmark:
             "logs/benchmarks/vit_basis.tsv"
         shell:
-            "python -m curvmem.basis --factors {input} --out {output.basis} --spectra {output.spectra} "
-            "--threads {threads} > {log} 2>&1"
+            STAGE
 
 
 if LM:
+
     rule lm_factors:
         input:
-            model=lm_model_dir(),
-            clean="data/lm/clean.parquet",
+            model=ancient(lm_model()),
+            clean=ancient(ART["lm_data"].clean),
         output:
-            "results/lm/factors.safetensors",
+            **ART["lm_factors"].outputs,
         params:
-            factors=as_json(LM["factors"]),
+            config=as_json(ART["lm_factors"].params),
+            paths=cli_paths,
         threads: config["threads"]["factors"]
         log:
             "logs/lm_factors.log",
         benchmark:
             "logs/benchmarks/lm_factors.tsv"
         shell:
-            "python -m curvmem.lm.factors --model {input.model} --clean {input.clean} "
-            "--factor-config {params.factors:q} --out {output} --threads {threads} > {log} 2>&1"
+            STAGE
 
     rule lm_basis:
         input:
-            "results/lm/factors.safetensors",
+            factors=ancient(ART["lm_factors"].factors),
         output:
-            basis="results/lm/basis.safetensors",
-            spectra="results/lm/spectra.parquet",
+            **ART["lm_basis"].outputs,
+        params:
+            config=as_json(ART["lm_basis"].params),
+            paths=cli_paths,
         threads: config["threads"]["factors"]
         log:
             "logs/lm_basis.log",
         benchmark:
             "logs/benchmarks/lm_basis.tsv"
         shell:
-            "python -m curvmem.basis --factors {input} --out {output.basis} --spectra {output.spectra} "
-            "--threads {threads} > {log} 2>&1"
+            STAGE

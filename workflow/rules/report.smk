@@ -1,79 +1,84 @@
-# Tables and figures: the results a reader looks at.
+# Tables, the headline metrics DVC reads, and the figures: the results a reader looks at.
+# `results/figures` stands for the whole study: its rule reads every artifact, so anything deleted
+# or lost to a failed job is rebuilt by `snakemake --cores all results/figures`.
 
 
 if VIT:
+
     rule vit_tables:
         input:
-            edits=vit_edit_results(),
-            activation="results/vit/activation_ratio.parquet",
+            baseline=TEMPLATES["vit_baseline"]["metrics"],
+            edits=edit_results("vit"),
+            ratio=TEMPLATES["vit_activation_ratio"]["ratio"],
         output:
-            table2="results/tables/table2_vit.csv",
-            sweep="results/tables/vit_sweep.csv",
-            activation="results/tables/vit_activation_ratio.csv",
+            **TEMPLATES["vit_tables"],
         params:
-            headline=as_json(VIT["headline"]),
+            config=as_json(VIT["headline"]),
+            paths=cli_paths,
         log:
             "logs/vit_tables.log",
         benchmark:
             "logs/benchmarks/vit_tables.tsv"
         shell:
-            "python -m curvmem.vision.tables --edits {input.edits} --activation {input.activation} "
-            "--headline {params.headline:q} --table2 {output.table2} --sweep {output.sweep} "
-            "--activation-out {output.activation} > {log} 2>&1"
+            STAGE
 
 
 if LM:
+
     rule lm_tables:
         input:
-            edits=lm_edit_results(),
-            activation="results/lm/activation_ratio.parquet",
+            baseline=TEMPLATES["lm_baseline"]["metrics"],
+            edits=edit_results("lm"),
+            ratio=TEMPLATES["lm_activation_ratio"]["ratio"],
         output:
-            table1="results/tables/table1_lm.csv",
-            sweep="results/tables/lm_sweep.csv",
-            tasks="results/tables/lm_tasks.csv",
-            facts="results/tables/lm_facts.csv",
-            activation="results/tables/lm_activation_ratio.csv",
-            selection="results/lm/selection.json",
+            **TEMPLATES["lm_tables"],
         params:
-            selection=as_json(LM["selection"]),
+            config=as_json(LM["selection"]),
+            paths=cli_paths,
         log:
             "logs/lm_tables.log",
         benchmark:
             "logs/benchmarks/lm_tables.tsv"
         shell:
-            "python -m curvmem.lm.tables --edits {input.edits} --activation {input.activation} "
-            "--selection-config {params.selection:q} --sweep {output.sweep} --selection {output.selection} "
-            "--table1 {output.table1} --tasks {output.tasks} --facts {output.facts} "
-            "--activation-out {output.activation} > {log} 2>&1"
+            STAGE
 
 
-def figure_inputs() -> dict:
-    inputs = {}
-    if VIT:
-        inputs.update(vit_table2="results/tables/table2_vit.csv", vit_sweep="results/tables/vit_sweep.csv",
-                      vit_activation="results/tables/vit_activation_ratio.csv",
-                      vit_spectra="results/vit/spectra.parquet", vit_train_metrics="results/vit/train_metrics.json")
-    if LM:
-        inputs.update(lm_table1="results/tables/table1_lm.csv", lm_sweep="results/tables/lm_sweep.csv",
-                      lm_tasks="results/tables/lm_tasks.csv", lm_facts="results/tables/lm_facts.csv",
-                      lm_activation="results/tables/lm_activation_ratio.csv",
-                      lm_selection="results/lm/selection.json")
-        if LM.get("train"):
-            inputs["lm_train_metrics"] = "results/lm/train_metrics.json"
-    return inputs
+rule metrics:
+    input:
+        **({"vit_table2": TEMPLATES["vit_tables"]["table2"]} if VIT else {}),
+        **({"lm_table1": TEMPLATES["lm_tables"]["table1"], "lm_tasks": TEMPLATES["lm_tables"]["tasks"]} if LM else {}),
+    output:
+        **TEMPLATES["metrics"],
+    params:
+        config=as_json({}),
+        paths=cli_paths,
+    log:
+        "logs/metrics.log",
+    benchmark:
+        "logs/benchmarks/metrics.tsv"
+    shell:
+        STAGE
 
 
 rule figures:
     input:
-        **figure_inputs(),
+        study=[*ART.expensive_paths(), *cheap_outputs()],
+        **(dict(vit_table2=TEMPLATES["vit_tables"]["table2"], vit_sweep=TEMPLATES["vit_tables"]["sweep"],
+                vit_activation=TEMPLATES["vit_tables"]["activation"], vit_spectra=ART["vit_basis"].spectra,
+                vit_train_metrics=ART["vit_train"].metrics) if VIT else {}),
+        **(dict(lm_table1=TEMPLATES["lm_tables"]["table1"], lm_sweep=TEMPLATES["lm_tables"]["sweep"],
+                lm_tasks=TEMPLATES["lm_tables"]["tasks"], lm_facts=TEMPLATES["lm_tables"]["facts"],
+                lm_activation=TEMPLATES["lm_tables"]["activation"], lm_selection=TEMPLATES["lm_tables"]["selection"])
+           if LM else {}),
+        **({"lm_train_metrics": ART["lm_train"].metrics} if LM and "lm_train" in ART else {}),
     output:
-        directory("results/figures"),
+        figures=directory(TEMPLATES["figures"]["figures"]),
     params:
-        args=lambda wc, input: " ".join(f"--{k.replace('_', '-')} {v}" for k, v in input.items()),
-        headline=as_json(VIT["headline"] if VIT else {}),
+        config=as_json({"vit_headline": VIT["headline"] if VIT else {}}),
+        paths=cli_paths,
     log:
         "logs/figures.log",
     benchmark:
         "logs/benchmarks/figures.tsv"
     shell:
-        "python -m curvmem.figures {params.args} --headline {params.headline:q} --out {output} > {log} 2>&1"
+        STAGE

@@ -2,58 +2,57 @@
 
 
 if VIT:
-    rule train_vit:
+
+    rule vit_train:
         input:
-            train=vit_split("train"),
-            corruption="data/vit/corruption.json",
+            data=ancient(ART["vit_data"].train),
+            corruption=ancient(ART["vit_corrupt"].corruption),
         output:
-            model="results/vit/model.safetensors",
-            metrics="results/vit/train_metrics.json",
+            **ART["vit_train"].outputs,
         params:
-            model=as_json(VIT["model"]),
-            train=as_json(VIT["train"]),
+            config=as_json(ART["vit_train"].params),
+            paths=cli_paths,
         threads: config["threads"]["train"]
         log:
-            "logs/train_vit.log",
+            "logs/vit_train.log",
         benchmark:
-            "logs/benchmarks/train_vit.tsv"
+            "logs/benchmarks/vit_train.tsv"
         shell:
-            "python -m curvmem.vision.train --model {params.model:q} --train-config {params.train:q} "
-            "--data {input.train} --corruption {input.corruption} --out {output.model} "
-            "--metrics {output.metrics} --threads {threads} > {log} 2>&1"
+            STAGE
 
 
-if LM and LM["model"].get("source"):
+if LM and "lm_import" in ART:
+
     rule lm_import:
         output:
-            directory("results/lm/pretrained"),
+            model=directory(ART["lm_import"].model),
         params:
-            model=as_json(LM["model"]),
+            config=as_json(ART["lm_import"].params),
+            paths=cli_paths,
         log:
             "logs/lm_import.log",
         benchmark:
             "logs/benchmarks/lm_import.tsv"
         shell:
-            "python -m curvmem.lm.model --model {params.model:q} --out {output} > {log} 2>&1"
+            STAGE
 
 
-if LM and LM.get("train"):
+if LM and "lm_train" in ART:
+
     rule lm_train:
         input:
-            docs="data/lm/train_docs.parquet",
-            init=["results/lm/pretrained"] if LM["model"].get("source") else [],
+            docs=ancient(ART["lm_data"].train_docs),
+            init=[ancient(ART["lm_import"].model)] if "lm_import" in ART else [],
         output:
-            model=directory("results/lm/model"),
-            metrics="results/lm/train_metrics.json",
+            model=directory(ART["lm_train"].model),
+            metrics=ART["lm_train"].metrics,
         params:
-            train=as_json(LM["train"]),
-            start=lambda wc, input: (f"--init {input.init}" if input.init else
-                                     "--model-config " + shlex.quote(as_json(LM["model"]))),
+            config=as_json(ART["lm_train"].params),
+            paths=cli_paths,
         threads: config["threads"]["train"]
         log:
             "logs/lm_train.log",
         benchmark:
             "logs/benchmarks/lm_train.tsv"
         shell:
-            "python -m curvmem.lm.train --docs {input.docs} --train-config {params.train:q} {params.start} "
-            "--out {output.model} --metrics {output.metrics} --threads {threads} > {log} 2>&1"
+            STAGE

@@ -1,20 +1,15 @@
 """Activation ratio of the LM's MLP inputs (paper Fig. 2, LM half): memorized windows vs clean text,
-at the positions that predict the suffix tokens."""
+at the positions that predict the suffix tokens. The clean text is disjoint from the factor text:
+the factor text's chunks after the ones the factors read."""
 from __future__ import annotations
-
-import argparse
-import logging
 
 import pandas as pd
 import torch
 
-from .. import io
 from ..activations import capture_inputs, ratio_table
-from ..common import pick_device, setup_logging, setup_torch
-from .factors import clean_sequences
-from .model import load_model_dir
+from ..common import InputError
 
-log = logging.getLogger(__name__)
+COLUMNS = ["module", "basis", "band", "memorized", "clean", "ratio"]
 
 
 def suffix_positions(batch: torch.Tensor, prefix_len: int) -> torch.Tensor:
@@ -24,49 +19,42 @@ def suffix_positions(batch: torch.Tensor, prefix_len: int) -> torch.Tensor:
     return positions
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Activation ratio per curvature / SVD band (LM).")
-    p.add_argument("--model", required=True)
-    p.add_argument("--sets", required=True)
-    p.add_argument("--clean", required=True)
-    p.add_argument("--basis", required=True)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", required=True)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    setup_logging()
-    setup_torch(args.threads)
-    device = pick_device(args.device)
-    model, tokenizer = load_model_dir(args.model, device)
-    basis = io.load_tensors(args.basis)
-    names = io.load_metadata(args.basis)["modules"]
-    sets = io.load_parquet(args.sets)
-    memorized = sets[sets["set"] == "memorized_train"]
-    if not len(memorized):  # a model that recites nothing: nothing to compare, reported as an empty table
-        log.warning("no verified memorized training windows: the activation-ratio table is empty")
-        columns = ["module", "basis", "band", "memorized", "clean", "ratio"]
-        io.save_parquet(pd.DataFrame({c: pd.Series(dtype="str" if c in columns[:3] else "float") for c in columns}),
-                        args.out)
-        return
-    prefix_len = len(memorized["prefix_ids"].iloc[0])
-    mem_seqs = torch.tensor([list(p) + list(s) for p, s in zip(memorized["prefix_ids"], memorized["suffix_ids"])])
-    clean = io.load_parquet(args.clean)
-    clean_seqs = clean_sequences(tokenizer, clean.loc[clean["split"] == "factors", "text"].tolist(),
-                                 mem_seqs.shape[1], len(mem_seqs))
-
-    def run(model, x):
-        x = x.to(device)
-        model(input_ids=x)
-        return suffix_positions(x, prefix_len)
-
-    def inputs(seqs):
-        return capture_inputs(model, names, (seqs[i:i + args.batch_size] for i in range(0, len(seqs), args.batch_size)),
-                              run)
-
-    mem_inputs, clean_inputs = inputs(mem_seqs), inputs(clean_seqs)
-    io.save_parquet(ratio_table(model, names, basis, mem_inputs, clean_inputs), args.out)
+def empty_table() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="str" if i < 3 else "float") for i, c in enumerate(COLUMNS)})
 
 
-if __name__ == "__main__":
-    main()
+def lm_activation_ratio(model, names: list[str], basis: dict, windows: pd.DataFrame, clean_stream: torch.Tensor,
+                        batch_size: int, device) -> pd.DataFrame:
+    """The ratio table of memorized windows vs clean windows of the same lengths.
+
+    `windows` has `prefix_ids` and `suffix_ids` (lengths may differ between windows); each group of
+    equal (prefix, suffix) lengths is compared with as many clean windows of that length, cut in
+    order from `clean_stream` (1-D token ids), at the same positions.
+    """
+    mem_inputs, clean_inputs, cursor = [], [], 0
+    lengths = [(len(p), len(s)) for p, s in zip(windows["prefix_ids"], windows["suffix_ids"])]
+    for p_len, s_len in sorted(set(lengths)):
+        group = [list(p) + list(s) for (p, s), ls in zip(zip(windows["prefix_ids"], windows["suffix_ids"]), lengths)
+                 if ls == (p_len, s_len)]
+        width = p_len + s_len
+        need = len(group) * width
+        if cursor + need > len(clean_stream):
+            raise InputError(f"the clean text after the factor sequences has {len(clean_stream)} tokens, the "
+                             f"activation ratio needs {cursor + need}: give the factors more clean text or lower "
+                             f"lm.factors.n_sequences")
+        clean = clean_stream[cursor:cursor + need].reshape(len(group), width)
+        cursor += need
+
+        def run(model, x, p_len=p_len):
+            x = x.to(device)
+            model(input_ids=x)
+            return suffix_positions(x, p_len)
+
+        def inputs(seqs):
+            return capture_inputs(model, names, (seqs[i:i + batch_size] for i in range(0, len(seqs), batch_size)),
+                                  run)
+
+        mem_inputs.append(inputs(torch.tensor(group)))
+        clean_inputs.append(inputs(clean))
+    merge = lambda parts: {n: torch.cat([p[n] for p in parts]) for n in names}  # noqa: E731
+    return ratio_table(model, names, basis, merge(mem_inputs), merge(clean_inputs))

@@ -14,39 +14,66 @@ generates the task families that need no training (arithmetic, open-book QA, log
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import urllib.request
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import io
-from ..common import setup_logging
+from ..common import InputError
+from . import SETS
 from .world import WorldConfig, build_world
 
 log = logging.getLogger(__name__)
-SETS = ("memorized_train", "memorized_val", "quotes")
+
+
+@dataclass
+class FilesConfig:
+    """Paper scale: memorized windows, quotes and clean text from files (JSONL or plain text) or URLs."""
+
+    memorized: str = ""
+    quotes: str = ""
+    clean: str = ""
+    factor_share: float = 0.9      # documents for the factors; the rest is held out for perplexity
+
+
+@dataclass
+class DataStage:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    files: FilesConfig | None = None
+    few_shot: int = 0              # solved examples prepended to every task prompt
+
+
+def parse_records(raw: str, path: str) -> list[dict]:
+    """Records of a JSONL file ({"text"} or {"prefix", "suffix"} per line, optional "source") or of
+    plain text (one per blank-line-separated paragraph); a bad line is an InputError naming it."""
+    if not path.endswith((".jsonl", ".json")):
+        return [{"text": " ".join(p.split())} for p in raw.split("\n\n") if p.strip()]
+    records = []
+    for i, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}, line {i}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict) or ("text" not in record and not {"prefix", "suffix"} <= set(record)):
+            raise InputError(f"{path}, line {i}: needs a 'text' key, or 'prefix' and 'suffix'")
+        records.append(record)
+    if not records:
+        raise InputError(f"{path}: holds no records")
+    return records
 
 
 def read_records(path: str) -> list[dict]:
-    """JSONL records ({"text"} or {"prefix", "suffix"}, optional "source") from a path or URL;
-    a plain-text file gives one record per blank-line-separated paragraph."""
+    """The records of a local file or URL (paper scale only; default and test are offline)."""
     if path.startswith(("http://", "https://")):
-        with urllib.request.urlopen(path) as response:  # paper scale only; default and test are offline
-            raw = response.read().decode()
-    else:
-        raw = Path(path).read_text()
-    if path.endswith((".jsonl", ".json")):
-        records = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        for i, r in enumerate(records):
-            if "text" not in r and not {"prefix", "suffix"} <= set(r):
-                raise ValueError(f"{path}: line {i + 1} has neither 'text' nor 'prefix' + 'suffix'")
-        return records
-    return [{"text": " ".join(p.split())} for p in raw.split("\n\n") if p.strip()]
+        with urllib.request.urlopen(path) as response:
+            return parse_records(response.read().decode(), path)
+    return parse_records(Path(path).read_text(), path)
 
 
 def _candidates(set_name: str, records: list[dict], source: str) -> pd.DataFrame:
@@ -89,24 +116,23 @@ def task_frame(evals: dict, train_docs: list[tuple[str, str]], few_shot: int, se
     return pd.DataFrame(rows)
 
 
-def build(params: dict) -> dict[str, pd.DataFrame]:
-    world_cfg = WorldConfig(**params["world"])
-    files = params.get("files") or {}
+def build(params: DataStage) -> dict[str, pd.DataFrame]:
+    world_cfg, files = params.world, params.files
     rng = np.random.default_rng(world_cfg.seed)
     if files:
         # Paper scale: real memorized windows and text; the world generates only untrained task families.
         world = build_world(replace(world_cfg, n_memorized=0, n_quotes=0, n_entities=0, clean_chars=0,
                                     heldout_chars=0), paragraphs=[])
-        memorized = read_records(files["memorized"])
+        memorized = read_records(files.memorized)
         order = rng.permutation(len(memorized))
         half = len(memorized) // 2
         candidates = pd.concat([
-            _candidates("memorized_train", [memorized[i] for i in order[:half]], Path(files["memorized"]).name),
-            _candidates("memorized_val", [memorized[i] for i in order[half:]], Path(files["memorized"]).name),
-            _candidates("quotes", read_records(files["quotes"]), Path(files["quotes"]).name),
+            _candidates("memorized_train", [memorized[i] for i in order[:half]], Path(files.memorized).name),
+            _candidates("memorized_val", [memorized[i] for i in order[half:]], Path(files.memorized).name),
+            _candidates("quotes", read_records(files.quotes), Path(files.quotes).name),
         ], ignore_index=True)
-        clean_texts = [r.get("text", "") for r in read_records(files["clean"])]
-        n_factors = int(len(clean_texts) * files["factor_share"])
+        clean_texts = [r.get("text", "") for r in read_records(files.clean)]
+        n_factors = int(len(clean_texts) * files.factor_share)
         clean = pd.DataFrame({"split": ["factors"] * n_factors + ["perplexity"] * (len(clean_texts) - n_factors),
                               "text": clean_texts})
         evals = {k: v for k, v in world["evals"].items() if k != "facts"}  # facts need training on them
@@ -123,23 +149,5 @@ def build(params: dict) -> dict[str, pd.DataFrame]:
         "train_docs": pd.DataFrame(train_docs, columns=["text", "family"]),
         "candidates": candidates,
         "clean": clean,
-        "tasks": task_frame(evals, train_docs, params.get("few_shot", 0), world_cfg.seed),
+        "tasks": task_frame(evals, train_docs, params.few_shot, world_cfg.seed),
     }
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Write the LM arm's text artifacts (world or files).")
-    p.add_argument("--params", required=True, help="JSON: world (WorldConfig), files (optional), few_shot")
-    p.add_argument("--out-dir", required=True)
-    args = p.parse_args(argv)
-    setup_logging()
-    params = json.loads(args.params)
-    frames = build(params)
-    for name, frame in frames.items():
-        io.save_parquet(frame, Path(args.out_dir) / f"{name}.parquet", metadata={"params": params})
-        log.info("%s: %d rows", name, len(frame))
-    log.info("families: %s", frames["train_docs"]["family"].value_counts().to_dict())
-
-
-if __name__ == "__main__":
-    main()

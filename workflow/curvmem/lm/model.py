@@ -62,11 +62,18 @@ def load_lm(cfg: LMConfig):
 
 def load_model_dir(path: str, device="cpu", dtype: str = "float32"):
     """(model, tokenizer) saved by lm_import or lm_train: safetensors weights + config + tokenizer."""
+    import inspect
+
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not (Path(path) / "config.json").exists():
-        raise FileNotFoundError(f"{path}: no model here; rerun snakemake to rebuild it (rules lm_import / lm_train)")
+    from .. import io
+
+    io.check_model_dir(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        # Left-padded batches need explicit positions (curvmem.lm.positions.position_ids).
+        raise ValueError(f"{path}: {type(model).__name__} takes no position_ids; left-padded batched decoding "
+                         f"needs them (supported: Llama, OLMo-2, GPT-2 and other transformers causal LMs that do)")
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer
 
@@ -83,8 +90,9 @@ def save_model_dir(model, tokenizer, path: str, metadata: dict) -> None:
         (tmp / "curvmem.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
 
 
-def import_pretrained(cfg: LMConfig, out: str) -> None:
-    """A hub id, local directory or GGUF file, saved once as plain safetensors in cfg.dtype.
+def import_pretrained(cfg: LMConfig, out: str, provenance: dict | None = None) -> None:
+    """A hub id, local directory or GGUF file, saved once as plain safetensors in cfg.dtype;
+    `provenance` (default: the source) is recorded beside the weights.
 
     GGUF weights are dequantised on load; transformers refuses to save such a model, so the
     weights are moved into a fresh model built from the same config (minus the quantization entry).
@@ -105,7 +113,7 @@ def import_pretrained(cfg: LMConfig, out: str) -> None:
         tokenizer = AutoTokenizer.from_pretrained(cfg.source)
     if tokenizer.pad_token is None:  # left-padded batches need a pad id; it is always masked out
         tokenizer.pad_token = tokenizer.eos_token
-    save_model_dir(model, tokenizer, out, {"source": cfg.source, "dtype": cfg.dtype})
+    save_model_dir(model, tokenizer, out, {**(provenance or {"source": cfg.source}), "dtype": cfg.dtype})
 
 
 def resolve_source(source: str) -> str:
@@ -125,23 +133,3 @@ def resolve_source(source: str) -> str:
     if not hits:
         raise FileNotFoundError(f"{source}: package {dist_name!r} has no file matching {pattern!r}")
     return str(hits[0].locate())
-
-
-def main(argv=None):
-    import argparse
-    import json
-
-    from ..common import setup_logging
-
-    p = argparse.ArgumentParser(description="Save a pretrained LM (hub id, directory, GGUF) as safetensors.")
-    p.add_argument("--model", required=True, help="JSON: LMConfig fields (source required)")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    setup_logging()
-    cfg = LMConfig(**json.loads(args.model))
-    cfg.source = resolve_source(cfg.source)
-    import_pretrained(cfg, args.out)
-
-
-if __name__ == "__main__":
-    main()

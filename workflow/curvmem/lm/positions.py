@@ -1,5 +1,5 @@
-"""Which token positions count as K-FAC samples in a causal LM: every position that has a next
-token (the last one of each sequence is dropped), padding excluded, either padding side."""
+"""Token positions in causal-LM batches: which positions count as K-FAC samples, and the position
+ids of padded batches."""
 from __future__ import annotations
 
 import torch
@@ -15,10 +15,17 @@ def next_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return keep
 
 
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) positions counted over real tokens only, so a left-padded sequence starts at 0 as it
+    did in training (models with absolute position embeddings depend on it; rotary ones do not)."""
+    return (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+
+
 def lm_forward(model, batch: dict) -> ForwardResult:
     """Forward for the collector: predictions at every position with a next token."""
     input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=position_ids(attention_mask)).logits  # (B, T, V)
     keep = next_token_positions(attention_mask)
     targets = input_ids.roll(-1, dims=1)  # target of position t is token t + 1
     return ForwardResult(outputs=logits[keep], labels=targets[keep], positions=keep)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from rapidfuzz.distance import Levenshtein
 
+from .positions import position_ids
+
 
 @torch.no_grad()
 def greedy_continuations(model, prefixes: list[list[int]], n_new: int, pad_id: int, batch_size: int = 32,
@@ -26,8 +28,8 @@ def greedy_continuations(model, prefixes: list[list[int]], n_new: int, pad_id: i
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
         ids, mask = ids.to(device), mask.to(device)
-        position_ids = (mask.cumsum(1) - 1).clamp(min=0)
-        result = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True)
+        positions = position_ids(mask)
+        result = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
         new = []
         for step in range(n_new):
             token = result.logits[:, -1].argmax(-1)  # (B,)
@@ -35,8 +37,8 @@ def greedy_continuations(model, prefixes: list[list[int]], n_new: int, pad_id: i
             if step == n_new - 1:
                 break
             mask = torch.cat([mask, mask.new_ones(len(chunk), 1)], 1)
-            position_ids = position_ids[:, -1:] + 1
-            result = model(input_ids=token[:, None], attention_mask=mask, position_ids=position_ids,
+            positions = positions[:, -1:] + 1
+            result = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
                            past_key_values=result.past_key_values, use_cache=True)
         out += torch.stack(new, 1).tolist()
     return out

@@ -10,16 +10,12 @@ given the true context, which is the same condition in one forward pass).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 
-from .. import io
-from ..common import pick_device, setup_logging, setup_torch
-from .model import load_model_dir
+from . import SETS
 from .recitation import teacher_forced_match
 from .tokens import doc_start_ids
 
@@ -69,40 +65,19 @@ def verify(model, tokenizer, candidates: pd.DataFrame, cfg: WindowConfig, batch_
     return frame
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Tokenize the candidates into windows and verify memorization.")
-    p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("--candidates", required=True)
-    p.add_argument("--windows", required=True, help="JSON: WindowConfig fields")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", required=True, help="sets.parquet")
-    p.add_argument("--summary", required=True, help="JSON: counts per set")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    setup_logging()
-    setup_torch(args.threads)
-    device = pick_device(args.device)
-    cfg = WindowConfig(**json.loads(args.windows))
-    model, tokenizer = load_model_dir(args.model, device)
-    candidates = io.load_parquet(args.candidates)
-    frame = verify(model, tokenizer, candidates, cfg, args.batch_size, device)
-    kept = frame[frame["memorized"]].groupby("set", sort=False).head(cfg.max_per_set)
+def summarize(candidates: pd.DataFrame, frame: pd.DataFrame, kept: pd.DataFrame) -> dict:
+    """How many candidates each set had, how many were long enough, memorized, and kept."""
     summary = {}
-    for name in ("memorized_train", "memorized_val", "quotes"):
-        n_cand = int((candidates["set"] == name).sum())
+    for name in SETS:
         n_window = int((frame["set"] == name).sum())
         n_mem = int(frame.loc[frame["set"] == name, "memorized"].sum())
-        summary[name] = {"candidates": n_cand, "windows": n_window, "memorized": n_mem,
+        summary[name] = {"candidates": int((candidates["set"] == name).sum()), "windows": n_window,
+                         "memorized": n_mem,
                          "memorized_pct_of_windows": 100 * n_mem / n_window if n_window else float("nan"),
                          "kept": int((kept["set"] == name).sum())}
-        log.info("%s: %d candidates, %d long enough, %d memorized (%.1f%%), %d kept", name, n_cand, n_window,
-                 n_mem, summary[name]["memorized_pct_of_windows"], summary[name]["kept"])
+        log.info("%s: %d candidates, %d long enough, %d memorized (%.1f%%), %d kept", name,
+                 summary[name]["candidates"], n_window, n_mem, summary[name]["memorized_pct_of_windows"],
+                 summary[name]["kept"])
         if not summary[name]["kept"]:
             log.warning("%s: the model recites none of its windows; its recitation is reported as NaN", name)
-    io.save_parquet(kept.reset_index(drop=True), args.out, metadata={"windows": asdict(cfg), "summary": summary})
-    io.save_json({"windows": asdict(cfg), **summary}, args.summary)
-
-
-if __name__ == "__main__":
-    main()
+    return summary

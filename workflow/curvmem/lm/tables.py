@@ -1,27 +1,35 @@
 """LM tables: the full sweep, the headline choice on the memorized TRAIN split, the paper's Table 1,
 retention per task family, and fact accuracy by frequency.
 
-Selection rule (per method): among the edits whose perplexity is at most (1 + max_perplexity_increase)
-times the unedited model's, the lowest strict recitation on memorized_train; ties go to the lower
+Perplexity is measured the paper's way throughout: the mean over batches of exp(batch loss)
+(`perplexity_batch_mean`); `perplexity_increase_pct` is relative to the unedited model on that
+measure, and the selection bound applies to it (exp of the mean token loss is kept beside it).
+
+Selection rule (per method): among the edits whose perplexity increase is at most
+max_perplexity_increase, the lowest strict recitation on memorized_train; ties go to the lower
 perplexity. If no edit stays within the bound, the one with the smallest perplexity increase is taken
 and the selection says so. Validation windows and quotes are never looked at.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
-from .. import io
-from ..common import setup_logging
 from ..paper import RETENTION_LM, TABLE1_LM, TABLE1_SETTING
+from ..sweep import sweep_frame
+from . import SETS
 
-log = logging.getLogger(__name__)
-SETS = ("memorized_train", "memorized_val", "quotes")
 RECITATION = ("strict_pct", "loose_pct", "levenshtein")
+PLOT_COLUMNS = {"memorized_train_strict_pct": "memorized_train_strict_pct",
+                "memorized_val_strict_pct": "memorized_val_strict_pct", "quotes_strict_pct": "quotes_strict_pct",
+                "perplexity_increase_pct": "perplexity_increase_pct"}
+
+
+@dataclass
+class SelectionConfig:
+    max_perplexity_increase: float = 0.25   # bound on the perplexity increase of the headline edits (paper: +20%)
 
 
 def sweep_table(rows: list[dict]) -> pd.DataFrame:
@@ -39,14 +47,11 @@ def sweep_table(rows: list[dict]) -> pd.DataFrame:
             else:
                 row[f"task_{family}"] = res["accuracy_pct"]
         flat.append(row)
-    frame = pd.DataFrame(flat)
-    frame.loc[frame.method == "none", ["layer_set", "cutoff"]] = ["", float("nan")]
-    base = frame.loc[frame.method == "none", "perplexity"]
-    assert len(base) == 1, "the sweep needs exactly one unedited baseline"
-    frame["perplexity_increase_pct"] = 100 * (frame["perplexity"] / base.iloc[0] - 1)
-    order = {"none": 0, "kfac": 1, "svd": 2}
-    return frame.sort_values(["method", "layer_set", "cutoff"],
-                             key=lambda c: c.map(order) if c.name == "method" else c, ignore_index=True)
+    frame = sweep_frame(flat)
+    base = frame.iloc[0]  # the unedited model comes first
+    frame["perplexity_increase_pct"] = 100 * (frame["perplexity_batch_mean"] / base.perplexity_batch_mean - 1)
+    frame["perplexity_token_increase_pct"] = 100 * (frame["perplexity"] / base.perplexity - 1)
+    return frame
 
 
 def select(sweep: pd.DataFrame, method: str, max_increase: float) -> dict:
@@ -55,7 +60,7 @@ def select(sweep: pd.DataFrame, method: str, max_increase: float) -> dict:
     assert len(edits), f"no {method} edits in the sweep"
     within = edits[edits.perplexity_increase_pct <= 100 * max_increase]
     if len(within):
-        best = within.sort_values(["memorized_train_strict_pct", "perplexity"]).iloc[0]
+        best = within.sort_values(["memorized_train_strict_pct", "perplexity_increase_pct"]).iloc[0]
         note = f"lowest memorized_train strict recitation with perplexity increase <= {100 * max_increase:g}%"
     else:
         best = edits.sort_values("perplexity_increase_pct").iloc[0]
@@ -82,8 +87,8 @@ def table1(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
         row = {"model": name, "setting": setting}
         for s in ("memorized_val", "quotes"):
             row.update({f"{s}_{m}": r[f"{s}_{m}"] for m in RECITATION})
-        row.update(perplexity=r.perplexity, perplexity_batch_mean=r.perplexity_batch_mean, ndcg10=r.ndcg10,
-                   memorized_train_strict_pct=r.memorized_train_strict_pct)
+        row.update(perplexity_batch_mean=r.perplexity_batch_mean, perplexity_increase_pct=r.perplexity_increase_pct,
+                   perplexity=r.perplexity, ndcg10=r.ndcg10, memorized_train_strict_pct=r.memorized_train_strict_pct)
         row.update({f"paper_{k}": v for k, v in TABLE1_LM[name].items()}, paper_setting=TABLE1_SETTING[name])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -124,38 +129,3 @@ def fact_table(edits: dict[str, dict]) -> pd.DataFrame:
                           **{f"{n}_change_pts": edits[n]["tasks"]["facts_by_bucket"][b] - v for n in ("kfac", "svd")}}
                          for b, v in buckets.items()], columns=["repeats", "baseline_pct", "kfac_pct", "svd_pct",
                                                                 "kfac_change_pts", "svd_change_pts"])
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="LM tables: sweep, selection, Table 1, tasks, facts.")
-    p.add_argument("--edits", nargs="+", required=True)
-    p.add_argument("--activation", required=True)
-    p.add_argument("--selection-config", required=True, help="JSON: max_perplexity_increase")
-    p.add_argument("--sweep", required=True)
-    p.add_argument("--selection", required=True)
-    p.add_argument("--table1", required=True)
-    p.add_argument("--tasks", required=True)
-    p.add_argument("--facts", required=True)
-    p.add_argument("--activation-out", required=True)
-    args = p.parse_args(argv)
-    setup_logging()
-    rows = [io.load_json(path) for path in args.edits]
-    sweep = sweep_table(rows)
-    bound = json.loads(args.selection_config)["max_perplexity_increase"]
-    choices = {m: select(sweep, m, bound) for m in ("kfac", "svd")}
-    by_key = {(r["method"], r["layer_set"], r["cutoff"]): r for r in rows}
-    edits = {"baseline": next(r for r in rows if r["method"] == "none"),
-             **{m: by_key[(m, c["layer_set"], c["cutoff"])] for m, c in choices.items()}}
-    t1 = table1(sweep, choices)
-    io.save_csv(sweep, args.sweep)
-    io.save_json(choices, args.selection)
-    io.save_csv(t1, args.table1)
-    io.save_csv(task_table(edits), args.tasks)
-    io.save_csv(fact_table(edits), args.facts)
-    io.save_csv(io.load_parquet(args.activation), args.activation_out)
-    log.info("selection: %s", choices)
-    log.info("Table 1 (ours beside the paper's):\n%s", t1.round(2).to_string(index=False))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,8 @@
-"""Tokenizer of the miniature world and packing of documents into fixed-length chunks."""
+"""Tokenizer of the miniature world, document starts, and packing of documents into fixed-length chunks."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -46,3 +47,9 @@ def pack(docs_ids: list[list[int]], length: int, eos_id: int) -> np.ndarray:
     n = len(stream) // length
     assert n > 0, f"corpus of {len(stream)} tokens is shorter than one chunk of {length}"
     return stream[: n * length].reshape(n, length)
+
+
+def pack_texts(tokenizer, texts: list[str], length: int) -> torch.Tensor:
+    """(N, length) token chunks of texts joined by EOS, in order (factor sequences, perplexity blocks)."""
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return torch.from_numpy(pack(ids, length, tokenizer.eos_token_id)).long()

@@ -9,10 +9,7 @@ Prepared splits are artifacts:
 """
 from __future__ import annotations
 
-import argparse
-import gzip
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -22,20 +19,9 @@ import numpy as np
 import torch
 
 from .. import io
-from ..common import setup_logging
+from .fashion_mnist import FASHION_MNIST_CLASSES, find_fashion_mnist, read_idx
 
 log = logging.getLogger(__name__)
-
-# Where Debian's `dataset-fashion-mnist` package puts the IDX files.
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "val_images": "t10k-images-idx3-ubyte",
-    "val_labels": "t10k-labels-idx1-ubyte",
-}
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 @dataclass
@@ -44,49 +30,13 @@ class DataConfig:
     root: str | None = None          # IDX files / torchvision root (fashion_mnist) or ImageFolder root with train/ and val/
     n_train: int = 0                 # training subset size (0: all), drawn with `seed`
     n_val: int = 0                   # validation subset size (0: all)
+    seed: int = 0                    # subset seed (the corruption's seed too)
+
+
+@dataclass
+class CorruptionConfig:
     noise_rate: float = 0.1          # fraction of training labels replaced by a random wrong label
-    seed: int = 0                    # subset and corruption seed
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a numpy array."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, dtype_code, ndim = data[0] * 256 + data[1], data[2], data[3]
-    assert zero == 0 and dtype_code == 0x08, f"{path}: not an unsigned-byte IDX file"
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    assert array.size == int(np.prod(shape)), f"{path}: truncated ({array.size} of {np.prod(shape)} values)"
-    return array.reshape(shape)
-
-
-def find_fashion_mnist(root: str | None) -> dict[str, Path]:
-    """Locate the four IDX files: the configured root, Debian's package, or torchvision's download."""
-    candidates = []
-    if root:
-        candidates += [Path(root), Path(root) / "FashionMNIST" / "raw"]
-    candidates.append(Path(DEBIAN_FASHION_MNIST))
-    for folder in candidates:
-        found = {}
-        for key, stem in FASHION_MNIST_FILES.items():
-            for name in (stem, stem + ".gz"):
-                if (folder / name).exists():
-                    found[key] = folder / name
-                    break
-        if len(found) == len(FASHION_MNIST_FILES):
-            return found
-    if root:  # last resort: torchvision downloads into the configured root (needs network)
-        from torchvision.datasets import FashionMNIST
-
-        log.info("Fashion-MNIST not found locally; downloading with torchvision into %s", root)
-        for train in (True, False):
-            FashionMNIST(root, train=train, download=True)
-        return find_fashion_mnist(root)
-    raise FileNotFoundError(
-        "Fashion-MNIST not found: install Debian's dataset-fashion-mnist, or set vit.data.root "
-        "to a folder with the IDX files (torchvision downloads them there if it can)"
-    )
+    seed: int = 0
 
 
 def checksum(*arrays: np.ndarray) -> str:
@@ -118,23 +68,30 @@ def prepare_fashion_mnist(cfg: DataConfig, out_train: Path, out_val: Path) -> No
         log.info("%s: %d images, checksum %s", out, len(labels), meta["checksum"][:12])
 
 
-def prepare_imagefolder(cfg: DataConfig, out_train: Path, out_val: Path) -> None:
-    import pandas as pd
+def imagefolder_files(root: Path, split: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """(classes, [(path relative to root, label)]) of an ImageFolder split, in a fixed order;
+    classes are the class folders of train/."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    root = Path(cfg.root)
     classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
-    assert classes, f"{root / 'train'} has no class folders"
+    rows = []
+    for label, cls in enumerate(classes):
+        folder = root / split / cls
+        if not folder.is_dir():
+            continue
+        for dirpath, _, files in sorted(os.walk(folder)):
+            for f in sorted(files):
+                if f.lower().endswith(IMG_EXTENSIONS):
+                    rows.append((str(Path(dirpath, f).relative_to(root)), label))
+    return classes, rows
+
+
+def prepare_imagefolder(cfg: DataConfig, out_train: Path, out_val: Path) -> None:
+    import pandas as pd
+
+    root = Path(cfg.root)
     for split, out, n, seed in (("train", out_train, cfg.n_train, cfg.seed), ("val", out_val, cfg.n_val, cfg.seed + 1)):
-        rows = []
-        for label, cls in enumerate(classes):
-            folder = root / split / cls
-            if not folder.is_dir():
-                continue
-            for dirpath, _, files in sorted(os.walk(folder)):
-                for f in sorted(files):
-                    if f.lower().endswith(IMG_EXTENSIONS):
-                        rows.append((str(Path(dirpath, f).relative_to(root)), label))
+        classes, rows = imagefolder_files(root, split)
         assert rows, f"{root / split} has no images"
         idx = subset(len(rows), n, seed)
         frame = pd.DataFrame([rows[i] for i in idx], columns=["path", "label"])
@@ -158,6 +115,17 @@ def corrupt_labels(labels: np.ndarray, num_classes: int, rate: float, seed: int)
     shift = rng.integers(1, num_classes, size=len(indices))  # 1..C-1: never the original class
     new = (original + shift) % num_classes
     return {"indices": indices.tolist(), "original": original.tolist(), "new": new.tolist()}
+
+
+def clean_subset(n_train: int, mislabeled: list[int], n: int, seed: int,
+                 exclude: np.ndarray | None = None) -> np.ndarray:
+    """A seeded random set of n training indices whose labels were not corrupted (and not in `exclude`)."""
+    taken = np.asarray(mislabeled, dtype=np.int64)
+    if exclude is not None:
+        taken = np.union1d(taken, exclude)
+    clean = np.setdiff1d(np.arange(n_train), taken)
+    assert n <= len(clean), f"asked for {n} clean images, only {len(clean)} exist"
+    return np.sort(np.random.default_rng(seed).choice(clean, size=n, replace=False))
 
 
 def split_labels(path) -> tuple[np.ndarray, dict]:
@@ -238,34 +206,3 @@ def batches(dataset: ImageSet, batch_size: int, workers: int = 0):
     if dataset.images is not None:
         return dataset.tensor_batches(batch_size)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Prepare the vision splits, or corrupt training labels.")
-    sub = p.add_subparsers(dest="command", required=True)
-    prep = sub.add_parser("prepare")
-    prep.add_argument("--params", required=True, help="JSON of the DataConfig")
-    prep.add_argument("--train", required=True)
-    prep.add_argument("--val", required=True)
-    cor = sub.add_parser("corrupt")
-    cor.add_argument("--params", required=True)
-    cor.add_argument("--train", required=True)
-    cor.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    setup_logging()
-    cfg = DataConfig(**json.loads(args.params))
-    if args.command == "prepare":
-        prepare = prepare_fashion_mnist if cfg.dataset == "fashion_mnist" else prepare_imagefolder
-        prepare(cfg, Path(args.train), Path(args.val))
-    else:
-        labels, meta = split_labels(args.train)
-        num_classes = len(meta["classes"])
-        corruption = corrupt_labels(labels, num_classes, cfg.noise_rate, cfg.seed)
-        corruption.update(seed=cfg.seed, rate=cfg.noise_rate, num_classes=num_classes,
-                          n_train=int(len(labels)), dataset_checksum=meta["checksum"])
-        io.save_json(corruption, args.out)
-        log.info("corrupted %d of %d training labels (seed %d)", len(corruption["indices"]), len(labels), cfg.seed)
-
-
-if __name__ == "__main__":
-    main()

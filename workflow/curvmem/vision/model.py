@@ -11,6 +11,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from .. import io
+from ..kfac import linear_names
 
 
 @dataclass
@@ -42,15 +43,17 @@ def build_vit(cfg: ViTConfig) -> VisionTransformer:
 def vit_module_names(cfg: ViTConfig) -> list[str]:
     """Names of every nn.Linear of the configured model, without allocating its weights."""
     with torch.device("meta"):
-        model = build_vit(cfg)
-    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+        return linear_names(build_vit(cfg))
 
 
 def load_vit(cfg: ViTConfig, path) -> VisionTransformer:
     model = build_vit(cfg)
     state = io.load_tensors(path)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of another shape
+        raise io.artifact_error(path, f"does not fit the configured vit.model ({str(err).splitlines()[-1].strip()})")
     if missing or unexpected:
-        raise io.ArtifactError(f"{path}: does not fit the configured model (missing {missing[:3]}, "
-                               f"unexpected {unexpected[:3]}); was it trained with another vit.model config?")
+        raise io.artifact_error(path, f"does not fit the configured vit.model (missing {missing[:3]}, "
+                                      f"unexpected {unexpected[:3]})")
     return model.eval()

@@ -1,0 +1,123 @@
+"""Run one job of the pipeline:
+
+    python -m curvmem <rule> --params JSON [--<input or output name> PATH ...] --threads N --log FILE
+
+Every rule calls its stage function through this one entry point. The function's keyword-only
+arguments are the rule's named inputs and outputs (same names, so flags are written once, in the
+function signature); its first argument receives the rule's params as the dataclass it is
+annotated with, built here (`common.from_dict`) in one place for every stage.
+
+Everything the job prints goes to the log file. If it fails, one line saying why goes to the
+console, where Snakemake shows it above its own report, and the traceback stays in the log.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import json
+import logging
+import os
+import sys
+import traceback
+import typing
+
+from .common import ConfigError, InputError, from_dict
+from .io import ArtifactError
+
+# rule -> "module:function"; modules are imported only for the rule that runs.
+STAGES = {
+    "vit_data": "curvmem.vision.stages:data",
+    "vit_corrupt": "curvmem.vision.stages:corrupt",
+    "vit_train": "curvmem.vision.stages:train",
+    "vit_factors": "curvmem.vision.stages:factors",
+    "vit_basis": "curvmem.basis:basis_stage",
+    "vit_baseline": "curvmem.vision.stages:baseline",
+    "vit_edits": "curvmem.vision.stages:edits",
+    "vit_activation_ratio": "curvmem.vision.stages:activation_ratio",
+    "vit_tables": "curvmem.vision.stages:tables",
+    "lm_data": "curvmem.lm.stages:data",
+    "lm_import": "curvmem.lm.stages:import_model",
+    "lm_train": "curvmem.lm.stages:train",
+    "lm_sets": "curvmem.lm.stages:sets",
+    "lm_factors": "curvmem.lm.stages:factors",
+    "lm_basis": "curvmem.basis:basis_stage",
+    "lm_baseline": "curvmem.lm.stages:baseline",
+    "lm_edits": "curvmem.lm.stages:edits",
+    "lm_activation_ratio": "curvmem.lm.stages:activation_ratio",
+    "lm_tables": "curvmem.lm.stages:tables",
+    "metrics": "curvmem.study:metrics",
+    "figures": "curvmem.study:figures",
+}
+EXPECTED = (ConfigError, InputError, ArtifactError)  # problems whose message says all: no traceback
+
+
+def stage_function(rule: str):
+    if rule not in STAGES:
+        raise SystemExit(f"unknown rule {rule!r}; known: {', '.join(STAGES)}")
+    module, name = STAGES[rule].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def parser_for(rule: str, fn) -> argparse.ArgumentParser:
+    """Flags from the stage function: --params, --threads, --log, and one per path argument."""
+    p = argparse.ArgumentParser(prog=f"python -m curvmem {rule}", description=inspect.getdoc(fn))
+    p.add_argument("--params", default="{}", help="JSON of the rule's params")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--log", help="log file (default: the console)")
+    hints = typing.get_type_hints(fn)
+    for name, param in inspect.signature(fn).parameters.items():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        many = typing.get_origin(hints.get(name)) is list
+        optional = param.default is not inspect.Parameter.empty
+        p.add_argument(f"--{name}", nargs="*" if many else None, required=not optional, default=param.default,
+                       metavar="PATH")
+    return p
+
+
+def build_params(fn, raw: dict):
+    """The stage's first argument: its annotated dataclass built from the rule's params."""
+    first = next(iter(inspect.signature(fn).parameters))
+    cls = typing.get_type_hints(fn).get(first, dict)
+    return from_dict(cls, raw, "params") if dataclasses.is_dataclass(cls) else raw
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-"):
+        raise SystemExit(f"usage: python -m curvmem <rule> ...; rules: {', '.join(STAGES)}")
+    rule = argv[0]
+    fn = stage_function(rule)
+    args = parser_for(rule, fn).parse_args(argv[1:])
+    console = sys.stderr
+    if args.log:  # the job's output, progress bars included, goes to the log
+        os.makedirs(os.path.dirname(args.log) or ".", exist_ok=True)
+        console = os.fdopen(os.dup(2), "w")
+        log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        params = build_params(fn, json.loads(args.params))
+        if "torch" in sys.modules:  # the stage module needs torch: fixed threads and seeds
+            from .common import setup_torch
+
+            setup_torch(args.threads)
+        paths = {k: v for k, v in vars(args).items() if k not in ("params", "threads", "log")}
+        fn(params, **paths)
+    except EXPECTED as err:
+        logging.error("%s", err)
+        print(f"rule {rule}: {err}", file=console, flush=True)
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except BaseException as err:  # the traceback goes to the log, one line to the console
+        traceback.print_exc()
+        if not isinstance(err, KeyboardInterrupt):
+            where = f" (traceback in {args.log})" if args.log else ""
+            print(f"rule {rule} failed: {type(err).__name__}: {err}{where}".splitlines()[0], file=console, flush=True)
+        sys.exit(1)

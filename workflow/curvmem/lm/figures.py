@@ -1,0 +1,150 @@
+"""Figures of the LM arm: Table 1, recitation vs perplexity, task retention, tasks vs recitation,
+facts vs frequency, activation bands, training loss."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from ..plotting import MODEL_LABELS, activation_bands, save
+
+LM_SETS = {"memorized_val": "memorized (validation)", "quotes": "quotes"}
+
+
+def lm_table1(table1: pd.DataFrame, out: Path) -> None:
+    rows = []
+    for _, r in table1.iterrows():
+        for s, label in LM_SETS.items():
+            rows.append({"source": "ours", "model": MODEL_LABELS[r.model], "set": label, "strict": r[f"{s}_strict_pct"]})
+            rows.append({"source": "paper (OLMo-2-7B)", "model": MODEL_LABELS[r.model], "set": label,
+                         "strict": r[f"paper_{s}_strict_pct"]})
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    for ax, source in zip(axes, ("ours", "paper (OLMo-2-7B)")):
+        sns.barplot(pd.DataFrame(rows).query("source == @source"), x="set", y="strict", hue="model", ax=ax,
+                    palette="deep")
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%.1f", fontsize=7)
+        ax.set(title=source, xlabel="", ylabel="strict recitation %", ylim=(0, 110))
+    ppl = pd.DataFrame([{"model": MODEL_LABELS[r.model], "source": src, "increase %": 100 * (v / base - 1)}
+                        for src, col in (("ours", "perplexity_batch_mean"), ("paper", "paper_perplexity_batch_mean"))
+                        for base in [table1.loc[table1.model == "baseline", col].iloc[0]]
+                        for r, v in zip(table1.itertuples(), table1[col])])
+    sns.barplot(ppl, x="source", y="increase %", hue="model", ax=axes[2], palette="deep")
+    axes[2].set(title="perplexity increase (mean of per-batch exp)", xlabel="")
+    fig.suptitle("Table 1: verbatim recitation before and after the edit (headline chosen on memorized_train)")
+    fig.tight_layout()
+    save(fig, out, "lm_table1.png")
+
+
+def lm_sweep(sweep: pd.DataFrame, selection: dict, out: Path) -> None:
+    """Recitation vs perplexity across cutoffs: the trade-off each method offers, per layer set."""
+    base = sweep[sweep.method == "none"].iloc[0]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    for ax, (s, label) in zip(axes, (("memorized_train", "memorized (train: selection)"), ("quotes", "quotes"))):
+        edits = sweep[sweep.method != "none"].assign(method=lambda f: f.method.map(MODEL_LABELS))
+        sns.scatterplot(edits, x="perplexity_increase_pct", y=f"{s}_strict_pct", hue="layer_set", style="method",
+                        ax=ax, s=45, legend=ax is axes[1])
+        for (method, layer_set), g in edits.groupby(["method", "layer_set"]):
+            g = g.sort_values("cutoff")  # a path through the sweep, cutoff by cutoff
+            ax.plot(g.perplexity_increase_pct, g[f"{s}_strict_pct"], lw=0.6, color="grey",
+                    ls="-" if method == "K-FAC" else ":")
+        for m, c in selection.items():
+            r = sweep[(sweep.method == m) & (sweep.layer_set == c["layer_set"]) & (sweep.cutoff == c["cutoff"])].iloc[0]
+            ax.scatter(r.perplexity_increase_pct, r[f"{s}_strict_pct"], s=160, facecolors="none", edgecolors="black")
+        ax.axhline(base[f"{s}_strict_pct"], color="grey", ls="--", lw=1)
+        ax.set(xlabel="perplexity increase % (held-out text)", ylabel="strict recitation %", title=label)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle("Recitation vs perplexity over the rho / SVD sweep (circled: the selected headline edits)")
+    fig.tight_layout()
+    save(fig, out, "lm_recitation_vs_perplexity.png")
+
+
+def lm_tasks(tasks: pd.DataFrame, out: Path) -> None:
+    """Fig. 3 style: retained accuracy per task family, with the paper's ranges."""
+    rows = []
+    for _, r in tasks.iterrows():
+        label = r.family if r.above_chance else f"{r.family}\n(unedited at chance: left out)"
+        for m in ("kfac", "svd"):
+            rows.append({"family": label, "method": MODEL_LABELS[m], "retained %": r[f"{m}_retention_pct"]})
+    frame = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    sns.barplot(frame, x="family", y="retained %", hue="method", ax=ax, palette="deep")
+    for i, (_, r) in enumerate(tasks.iterrows()):
+        if pd.notna(r.paper_kfac_retention_low):
+            ax.plot([i - 0.4, i + 0.4], [r.paper_kfac_retention_low] * 2, color="black", lw=1)
+            ax.plot([i - 0.4, i + 0.4], [r.paper_kfac_retention_high] * 2, color="black", lw=1)
+            ax.fill_between([i - 0.4, i + 0.4], r.paper_kfac_retention_low, r.paper_kfac_retention_high,
+                            color="black", alpha=0.08, lw=0)
+    ax.axhline(100, color="grey", ls="--", lw=1)
+    ax.set(xlabel="", title="Retained accuracy per task family (edited / unedited); band: paper's K-FAC range")
+    save(fig, out, "lm_task_retention.png")
+
+
+def lm_tasks_vs_recitation(sweep: pd.DataFrame, tasks: pd.DataFrame, out: Path) -> None:
+    """Beyond the paper's single operating point: every sweep edit's retained task accuracy against the
+    recitation it leaves, so K-FAC and SVD compare at equal recitation, family by family."""
+    base = sweep[sweep.method == "none"].iloc[0]
+    edits = sweep[sweep.method != "none"].assign(method=lambda f: f.method.map(MODEL_LABELS))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.8), sharey=True, squeeze=False)
+    for ax, (_, task) in zip(axes[0], tasks.iterrows()):
+        family = task.family
+        unedited = base[f"task_{family}"]
+        retained = 100 * edits[f"task_{family}"] / unedited if unedited > 0 else float("nan")
+        frame = edits.assign(retained=retained)
+        sns.scatterplot(frame, x="memorized_val_strict_pct", y="retained", hue="layer_set", style="method", ax=ax,
+                        s=40)
+        ax.axhline(100, color="grey", ls="--", lw=1)
+        ax.set(xlabel="strict recitation, memorized val %", ylabel="retained accuracy %",
+               title=family if task.above_chance else f"{family} (unedited at chance)")
+    handles = max((ax.get_legend_handles_labels() for ax in axes[0]), key=lambda hl: len(hl[0]))
+    for ax in axes[0]:
+        if ax.get_legend():
+            ax.get_legend().remove()
+    if handles[0]:  # one legend for all panels (a family at 0% unedited has no points)
+        fig.legend(*handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle("Task accuracy kept vs recitation left, every edit of the sweep (lower left: recitation "
+                 "removed, ability lost)")
+    fig.tight_layout()
+    save(fig, out, "lm_tasks_vs_recitation.png")
+
+
+def lm_facts(facts: pd.DataFrame, out: Path) -> None:
+    """Fig. 5 style: how much fact accuracy changes with how often the fact was seen in training."""
+    if facts.empty:
+        return
+    frame = facts.melt(id_vars=["repeats", "baseline_pct"], value_vars=["kfac_change_pts", "svd_change_pts"],
+                       var_name="method", value_name="accuracy change (points)")
+    frame["method"] = frame.method.map({"kfac_change_pts": "K-FAC", "svd_change_pts": "SVD"})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sns.lineplot(facts, x="repeats", y="baseline_pct", marker="o", ax=axes[0], color="grey")
+    axes[0].set(xscale="log", xlabel="copies of the fact in training", ylabel="unedited accuracy %",
+                title="closed-book recall vs frequency")
+    sns.lineplot(frame, x="repeats", y="accuracy change (points)", hue="method", marker="o", ax=axes[1])
+    axes[1].axhline(0, color="grey", ls="--", lw=1)
+    axes[1].set(xscale="log", xlabel="copies of the fact in training", title="change after the headline edit")
+    fig.tight_layout()
+    save(fig, out, "lm_facts_vs_frequency.png")
+
+
+def lm_training(history: list[dict], out: Path) -> None:
+    frame = pd.DataFrame(history)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(frame, x="step", y="loss", ax=ax)
+    ax.set(title="LM training loss", yscale="log")
+    save(fig, out, "lm_training.png")
+
+
+def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.DataFrame, facts: pd.DataFrame,
+         activation: pd.DataFrame, selection: dict, history: list[dict] | None) -> None:
+    """Every figure of the LM arm into `out` (the training loss only for a model trained here)."""
+    lm_table1(table1, out)
+    lm_sweep(sweep, selection, out)
+    lm_tasks(tasks, out)
+    lm_tasks_vs_recitation(sweep, tasks, out)
+    lm_facts(facts, out)
+    activation_bands(activation, out, "lm_activation_ratio.png",
+                     "LM activation ratio per band (paper Fig. 2): memorized suffix positions vs clean text")
+    if history is not None:
+        lm_training(history, out)

@@ -1,0 +1,50 @@
+"""Plotting helpers both arms' figures share (PNG via seaborn; written atomically)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from . import io  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+MODEL_LABELS = {"baseline": "unedited", "svd": "SVD", "kfac": "K-FAC"}
+
+
+def theme() -> None:
+    sns.set_theme(style="whitegrid", context="notebook")
+
+
+def save(fig, out: Path, name: str) -> None:
+    path = Path(out) / name
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
+    plt.close(fig)
+    log.info("wrote %s", path)
+
+
+def activation_bands(activation: pd.DataFrame, out: Path, name: str, title: str, note: str | None = None) -> None:
+    if activation.empty:
+        log.warning("no activation-ratio rows (nothing memorized): %s not drawn", name)
+        return
+    frame = activation.copy()
+    frame["basis"] = frame.basis.map({"kfac": "curvature order (A eigenvectors)", "svd": "SVD order (W right singular vectors)"})
+    grid = sns.catplot(frame, x="module", y="ratio", hue="band", col="basis", kind="bar", height=4, aspect=1.6,
+                       palette="rocket")
+    for ax in grid.axes.flat:
+        ax.axhline(1, color="grey", lw=1, ls="--")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    grid.set_axis_labels("", "memorized / clean activation")
+    grid.set_titles("{col_name}")
+    if note:
+        grid.axes.flat[0].text(0.01, 0.98, note, transform=grid.axes.flat[0].transAxes, va="top", fontsize=8,
+                               bbox=dict(facecolor="white", alpha=0.8, lw=0))
+    grid.figure.suptitle(title, y=1.03)
+    save(grid.figure, out, name)

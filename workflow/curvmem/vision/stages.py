@@ -1,0 +1,195 @@
+"""The vision arm's jobs, one function per rule (`python -m curvmem <rule>` calls them).
+
+Each receives its rule's parameters as a dataclass and the paths of its inputs and outputs by the
+names the rule gives them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .. import io
+from ..basis import load_basis
+from ..common import pick_device, seed_everything
+from ..edit import ModelEditor
+from ..kfac import collect_factors, factor_tensors, linear_names
+from ..layers import resolve_layer_set
+from ..sweep import load_edit_rows, method_curve, save_edit_rows, sweep_frame
+from .activations import vit_activation_ratio
+from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset, corrupt_labels, noisy_labels,
+                   prepare_fashion_mnist, prepare_imagefolder, split_labels)
+from .evaluate import EvalConfig, VitEvaluation
+from .factors import ViTFactorConfig, cls_forward
+from .model import ViTConfig, build_vit, load_vit
+from .tables import PLOT_COLUMNS, SWEEP_COLUMNS, Headline, table2 as make_table2
+from .train import TrainConfig, train as train_vit
+
+log = logging.getLogger(__name__)
+
+
+def data(params: DataConfig, *, train: str, val: str) -> None:
+    """Rule vit_data: the seeded training and validation subsets."""
+    prepare = prepare_fashion_mnist if params.dataset == "fashion_mnist" else prepare_imagefolder
+    prepare(params, train, val)
+
+
+def corrupt(params: CorruptionConfig, *, train: str, corruption: str) -> None:
+    """Rule vit_corrupt: exactly round(rate * N) training labels replaced by a random wrong one."""
+    labels, meta = split_labels(train)
+    num_classes = len(meta["classes"])
+    result = corrupt_labels(labels, num_classes, params.noise_rate, params.seed)
+    result.update(seed=params.seed, rate=params.noise_rate, num_classes=num_classes, n_train=int(len(labels)),
+                  dataset_checksum=meta["checksum"])
+    io.save_json(result, corruption)
+    log.info("corrupted %d of %d training labels (seed %d)", len(result["indices"]), len(labels), params.seed)
+
+
+@dataclass
+class TrainStage:
+    model: ViTConfig = field(default_factory=ViTConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _checked_corruption(corruption_path: str, split_meta: dict) -> dict:
+    corruption = io.load_json(corruption_path)
+    if corruption.get("dataset_checksum") != split_meta["checksum"]:
+        raise io.artifact_error(corruption_path, "was made for another training split")
+    return corruption
+
+
+def train(params: TrainStage, *, data: str, corruption: str, model: str, metrics: str) -> None:
+    """Rule vit_train: the ViT trained on the noisy labels until it memorizes them."""
+    cfg = params.train
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    train_set = ImageSet(data, img_size=params.model.img_size, train=True, augment=cfg.augment)
+    noise = _checked_corruption(corruption, train_set.meta)
+    train_set.labels = torch.as_tensor(noisy_labels(train_set.labels.numpy(), noise))
+    vit = build_vit(params.model)
+    log.info("ViT with %.2fM parameters; %d training images, %d mislabeled; device %s",
+             sum(p.numel() for p in vit.parameters()) / 1e6, len(train_set), len(noise["indices"]), device)
+    t0 = time.time()
+    history = train_vit(vit, train_set, np.asarray(noise["indices"]), cfg, device)
+    log.info("trained in %.1fs", time.time() - t0)
+    io.save_tensors(vit.state_dict(), model, {"model": asdict(params.model), "train": asdict(cfg),
+                                              "final": history[-1] if history else {}})
+    io.save_json({"history": history}, metrics)
+
+
+@dataclass
+class FactorStage:
+    model: ViTConfig = field(default_factory=ViTConfig)
+    factors: ViTFactorConfig = field(default_factory=lambda: ViTFactorConfig(modules=["blocks.*.mlp.fc*"]))
+
+
+def factor_images(corruption: dict, cfg: ViTFactorConfig) -> np.ndarray:
+    """The clean training images the factors are computed on (seeded)."""
+    return clean_subset(corruption["n_train"], corruption["indices"], cfg.n_images, cfg.seed)
+
+
+def factors(params: FactorStage, *, model: str, data: str, corruption: str, factors: str) -> None:
+    """Rule vit_factors: K-FAC factors of the MLP layers at the CLS token, clean images, sampled labels."""
+    cfg = params.factors
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    vit = load_vit(params.model, model).to(device)
+    indices = factor_images(io.load_json(corruption), cfg)
+    images = ImageSet(data, img_size=params.model.img_size, indices=indices)
+
+    def data_batches():
+        for x, y in batches(images, cfg.batch_size):
+            yield x.to(device), y.to(device)
+
+    t0 = time.time()
+    sums = collect_factors(vit, cfg, data_batches, cls_forward, device=device)
+    log.info("factors of %d modules from %d images in %.1fs", len(sums), len(indices), time.time() - t0)
+    io.save_tensors(factor_tensors(sums), factors, {"fisher": cfg.fisher, "positions": "cls", "n": len(indices),
+                                                    "modules": list(sums), "config": asdict(cfg)})
+
+
+@dataclass
+class EvalStage:
+    model: ViTConfig = field(default_factory=ViTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _evaluation(params: EvalStage, model: str, data: str, val: str, corruption: str):
+    device = pick_device(params.eval.device)
+    vit = load_vit(params.model, model).to(device)
+    evaluate = VitEvaluation(data, val, io.load_json(corruption), params.model.img_size, params.eval.batch_size,
+                             device)
+    return vit, evaluate
+
+
+def baseline(params: EvalStage, *, model: str, data: str, val: str, corruption: str, metrics: str) -> None:
+    """Rule vit_baseline: the unedited model's memorization, GT recovery and accuracy."""
+    vit, evaluate = _evaluation(params, model, data, val, corruption)
+    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "modules": [], "kept_fraction": 1.0, **evaluate(vit)}
+    save_edit_rows([row], metrics)
+    log.info("unedited: memorized %.1f%%, GT %.1f%%, val %.1f%%", row["memorized_train_pct"],
+             row["train_gt_acc_pct"], row["val_acc_pct"])
+
+
+@dataclass
+class EditStage(EvalStage):
+    method: str = "kfac"                                  # "kfac" (cutoff = rho) or "svd" (dropped fraction)
+    layer_set: str = ""
+    patterns: list = field(default_factory=list)          # the layer set's module patterns
+    factor_modules: list = field(default_factory=list)    # vit.factors.modules: a set resolves within them
+    cutoffs: list = field(default_factory=list)
+
+
+def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str, metrics: str,
+          basis: str | None = None) -> None:
+    """Rule vit_edits: one layer set, one method, every cutoff: the decomposition and the model load
+    are paid once, each cutoff costs its edit and one evaluation."""
+    vit, evaluate = _evaluation(params, model, data, val, corruption)
+    names = resolve_layer_set(linear_names(vit), params.factor_modules, params.patterns)
+    layers = {n: m for n, m in vit.named_modules() if n in names}
+    editor = ModelEditor(vit, names, params.method, load_basis(basis, layers) if params.method == "kfac" else None)
+    rows = []
+    for cutoff in params.cutoffs:
+        t0 = time.time()
+        with editor.applied(cutoff) as kept:
+            row = {"method": params.method, "layer_set": params.layer_set, "cutoff": cutoff, "modules": names,
+                   "kept_fraction": float(np.mean(list(kept.values()))), **evaluate(vit)}
+        rows.append(row)
+        log.info("%s %s %r: memorized %.1f%%, GT %.1f%%, val %.1f%% (%.1fs)", params.method, params.layer_set,
+                 cutoff, row["memorized_train_pct"], row["train_gt_acc_pct"], row["val_acc_pct"], time.time() - t0)
+    save_edit_rows(rows, metrics)
+
+
+@dataclass
+class ActivationStage(EvalStage):
+    factors: ViTFactorConfig = field(default_factory=lambda: ViTFactorConfig(modules=["blocks.*.mlp.fc*"]))
+
+
+def activation_ratio(params: ActivationStage, *, model: str, data: str, corruption: str, basis: str,
+                     ratio: str) -> None:
+    """Rule vit_activation_ratio: mislabeled vs clean images (disjoint from the factor images) per band."""
+    device = pick_device(params.eval.device)
+    vit = load_vit(params.model, model).to(device)
+    names = io.load_metadata(basis)["modules"]
+    layers = {n: m for n, m in vit.named_modules() if n in names}
+    noise = io.load_json(corruption)
+    frame = vit_activation_ratio(vit, names, load_basis(basis, layers), data, noise,
+                                 factor_images(noise, params.factors), params.model.img_size,
+                                 params.eval.batch_size, device)
+    io.save_parquet(frame, ratio)
+
+
+def tables(params: Headline, *, baseline: str, edits: list[str], ratio: str, table2: str, sweep: str,
+           activation: str, kfac_plot: str, svd_plot: str) -> None:
+    """Rule vit_tables: the sweep, Table 2 at the headline setting, and the DVC plot data."""
+    frame = sweep_frame(load_edit_rows([baseline, *edits]))[SWEEP_COLUMNS]
+    t2 = make_table2(frame, params)
+    io.save_csv(frame, sweep)
+    io.save_csv(t2, table2)
+    io.save_csv(io.load_parquet(ratio), activation)
+    io.save_csv(method_curve(frame, "kfac", params.layer_set, PLOT_COLUMNS, "rho"), kfac_plot)
+    io.save_csv(method_curve(frame, "svd", params.layer_set, PLOT_COLUMNS, "drop_fraction"), svd_plot)
+    log.info("Table 2 (ours beside the paper's):\n%s", t2.round(1).to_string(index=False))
