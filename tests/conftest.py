@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["Snakefile", "config", "workflow", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["Snakefile", "config", "workflow", "profiles", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 
 
 def copy_project(dest: Path) -> Path:
@@ -51,6 +51,42 @@ def run_module(workdir, module: str, *args, env=None, check=True):
 def snakemake(workdir, *args, env=None, check=True, target="results/figures"):
     proc = run_module(workdir, "snakemake", target, "--cores", "2", *args, env=env, check=check)
     return proc if not check else proc.stdout + proc.stderr
+
+
+def layout(workdir, configfile: str = "config/test.yaml"):
+    """The fingerprinted artifact paths of a config, computed as the rules compute them (relative
+    file paths in the config are read from workdir)."""
+    import yaml
+
+    from curvmem.artifacts import Layout
+    from curvmem.config import Memo, file_digests
+
+    config = yaml.safe_load((Path(workdir) / configfile).read_text())
+    here = os.getcwd()
+    os.chdir(workdir)
+    try:
+        return Layout(config, file_digests(config, Memo(path=None)))
+    finally:
+        os.chdir(here)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Rule -> count from Snakemake's 'Job stats' table."""
+    import re
+
+    table = output.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in output else ""
+    counts = {}
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def copy_run(test_run: Path, dest: Path) -> Path:
+    """A copy of a finished run (files, Snakemake's records, git) to change without touching it."""
+    shutil.copytree(test_run, dest, symlinks=True)
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -1,63 +1,61 @@
-"""DVC round trip on config/test.yaml: run, publish, fresh clone, restore; then only what depends
-on a change reruns."""
-import shutil
+"""The artifact table: fingerprinted paths follow exactly the parameters upstream of an artifact,
+cutoffs map to file names exactly, and every artifact names the rule that makes it."""
+import copy
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import copy_project, git, run_module, snakemake
-from test_pipeline import job_counts
+from curvmem.artifacts import TEMPLATES, Layout, cutoff_token, maker
 
-pytestmark = pytest.mark.pipeline
-CFG = ("--configfile", "config/test.yaml")
-EXPENSIVE = {"prepare_vision_data", "corrupt_labels", "train_vit", "vit_factors", "vit_basis",
-             "lm_data", "lm_import", "lm_train", "lm_sets", "lm_factors", "lm_basis"}
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/test.yaml").read_text())
 
 
-def test_publish_refuses_while_jobs_are_pending(tmp_path):
-    work = copy_project(tmp_path / "fresh")
-    proc = run_module(work, "curvmem.artifacts", "publish", *CFG, check=False)
-    assert proc.returncode != 0
-    assert "refusing to publish: snakemake has pending jobs" in proc.stderr
-    assert "train_vit" in proc.stderr
-    assert not [p for p in work.rglob("*.dvc") if p.is_file()], "nothing may be added before the check passes"
+def paths_after(change) -> tuple[Layout, Layout]:
+    config = copy.deepcopy(CONFIG)
+    change(config)
+    return Layout(CONFIG), Layout(config)
 
 
-def test_publish_clone_restore_and_targeted_reruns(test_run, tmp_path):
-    remote = tmp_path / "remote"
-    run_module(test_run, "dvc", "remote", "modify", "local", "url", str(remote))
-    run_module(test_run, "curvmem.artifacts", "publish", *CFG)
-    assert "Nothing to be done" in snakemake(test_run, *CFG, "-n"), "publishing must not disturb the run"
-    git(test_run, "add", "-A", "data", "results", ".dvc/config")
-    git(test_run, "commit", "-qm", "publish")
-    assert any(remote.rglob("*")), "dvc push wrote nothing"
+def changed_rules(before: Layout, after: Layout) -> set[str]:
+    return {rule for rule in before.stages if before[rule].outputs != after[rule].outputs}
 
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(test_run), str(clone))
-    assert not (clone / "results/vit/model.safetensors").exists()
-    run_module(clone, "curvmem.artifacts", "restore", *CFG)
-    counts = job_counts(snakemake(clone, *CFG, "-n"))
-    assert not EXPENSIVE & set(counts), f"restore left expensive jobs to run: {counts}"
-    assert counts.get("vit_edit") == 6  # the cheap results were not published: rebuilt from the pulled ones
-    assert counts.get("lm_edit") == 6
 
-    snakemake(clone, *CFG)  # rebuild figures from the pulled models and factors
-    for name in ("table2_vit.csv", "vit_sweep.csv", "table1_lm.csv", "lm_sweep.csv"):
-        assert (clone / "results/tables" / name).read_bytes() == (test_run / "results/tables" / name).read_bytes()
+@pytest.mark.parametrize("change,expected", [
+    (lambda c: c["vit"]["train"].update(epochs=9), {"vit_train", "vit_factors", "vit_basis"}),
+    (lambda c: c["vit"]["data"].update(noise_rate=0.2), {"vit_corrupt", "vit_train", "vit_factors", "vit_basis"}),
+    (lambda c: c["vit"]["data"].update(n_val=100), {"vit_data", "vit_corrupt", "vit_train", "vit_factors",
+                                                    "vit_basis"}),
+    (lambda c: c["vit"]["factors"].update(n_images=100), {"vit_factors", "vit_basis"}),
+    (lambda c: c["vit"]["edit"].update(rhos=[0.3]), set()),  # cheap results only
+    (lambda c: c["lm"]["train"].update(steps=10), {"lm_train", "lm_sets", "lm_factors", "lm_basis"}),
+    (lambda c: c["lm"]["windows"].update(suffix=6), {"lm_sets"}),
+    (lambda c: c["lm"]["world"].update(n_eval=5), {"lm_data", "lm_train", "lm_sets", "lm_factors", "lm_basis"}),
+    (lambda c: c["lm"]["selection"].update(max_perplexity_increase=0.1), set()),
+])
+def test_a_parameter_moves_exactly_the_artifacts_downstream_of_it(change, expected):
+    assert changed_rules(*paths_after(change)) == expected
 
-    config = yaml.safe_load((clone / "config/test.yaml").read_text())
-    config["vit"]["edit"]["rhos"] = [0.5, 0.8]  # one cutoff changed: 0.9 -> 0.8
-    config["vit"]["headline"]["rho"] = 0.8
-    (clone / "config/changed.yaml").write_text(yaml.safe_dump(config))
-    counts = job_counts(snakemake(clone, "--configfile", "config/changed.yaml", "-n"))
-    assert counts == {"vit_edit": 2, "vit_tables": 1, "figures": 1}, counts
 
-    # Deleting a model: Snakemake does not rebuild an intermediate whose consumers are up to date
-    # (like a temp file). Asking for it schedules only it; forcing it schedules it and its
-    # dependents, never the data preparation.
-    (clone / "results/vit/model.safetensors").unlink()
-    assert "Nothing to be done" in snakemake(clone, *CFG, "-n")
-    assert job_counts(snakemake(clone, *CFG, "-n", target="results/vit/model.safetensors")) == {"train_vit": 1}
-    counts = job_counts(snakemake(clone, *CFG, "-n", "--forcerun", "train_vit"))
-    assert counts == {"train_vit": 1, "vit_factors": 1, "vit_basis": 1, "vit_baseline": 1, "vit_edit": 6,
-                      "vit_activation_ratio": 1, "vit_tables": 1, "figures": 1}, counts
+def test_external_file_contents_are_fingerprinted():
+    assert Layout(CONFIG, {"memorized": "a" * 64})["lm_data"].fp != Layout(CONFIG, {"memorized": "b" * 64})["lm_data"].fp
+
+
+def test_cutoff_tokens_are_exact():
+    assert cutoff_token(0.9999999) == "0.9999999" and cutoff_token(1) == cutoff_token(1.0) == "1.0"
+    values = [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 0.9999999, 1.0, 1e-7]
+    assert len({cutoff_token(v) for v in values}) == len(values)
+    assert all(float(cutoff_token(v)) == v for v in values)
+
+
+def test_every_template_names_its_rule():
+    layout = Layout(CONFIG)
+    for rule, outputs in TEMPLATES.items():
+        for template in outputs.values():
+            path = template.format(fp="0123456789", ext="parquet", layer_set="all", method="kfac", chunk="0.5")
+            assert maker(path) == rule, (rule, path)
+            assert maker(f"/somewhere/else/{path}") == rule
+    for path in layout.expensive_paths():
+        assert maker(path) in layout.stages
+    assert maker("results/lm/model-0123456789/tokenizer.json") == "lm_train"
+    assert maker("README.md") is None

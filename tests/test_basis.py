@@ -32,3 +32,22 @@ def test_basis_uses_expectations_and_spectra_table():
     g = spectra[spectra.factor == "G"]
     assert g.cumulative_mass.tolist() == [2 / 3, 1.0, 1.0]
     assert set(spectra.module) == {"fc"}
+
+
+def test_load_basis_names_the_file_and_the_module(tmp_path):
+    """A basis made for another model: one error naming the file and the module, not a KeyError."""
+    import pytest
+
+    from curvmem import io
+    from curvmem.basis import load_basis
+
+    layer = torch.nn.Linear(3, 2)
+    basis = curvature_basis({"fc.A": torch.eye(3), "fc.G": torch.eye(2), "fc.n": torch.tensor(1)})
+    path = tmp_path / "results/vit/basis-0123456789.safetensors"
+    io.save_tensors(basis, path)
+    assert set(load_basis(path, {"fc": layer})) == set(basis)
+    with pytest.raises(io.ArtifactError, match=r"basis-0123456789.safetensors: has no G factor for module 'other'.*"
+                                               r"made by rule vit_basis"):
+        load_basis(path, {"other": layer})
+    with pytest.raises(io.ArtifactError, match=r"A factor of module 'fc' is \(3, 3\), the layer needs \(4, 4\)"):
+        load_basis(path, {"fc": torch.nn.Linear(4, 2)})

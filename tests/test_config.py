@@ -19,14 +19,27 @@ def test_shipped_configs_are_valid(name):
     validate(load(name))
 
 
-def test_paper_config_is_valid_given_an_imagefolder(tmp_path):
-    (tmp_path / "train" / "n01440764").mkdir(parents=True)
+def test_paper_config_is_valid_given_an_imagefolder(tmp_path, monkeypatch):
+    """On a cluster with network access (the hub model is fetched when imported)."""
+    from test_vision_data import make_imagefolder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    make_imagefolder(tmp_path, per_class=20, size=8)  # 60 training images, 6 of them mislabeled
     config = load("paper.yaml")
+    config["vit"]["factors"]["n_images"] = 10
     config["vit"]["data"]["root"] = str(tmp_path)
     for key in ("memorized", "quotes", "clean"):
         (tmp_path / f"{key}.jsonl").write_text('{"text": "x"}\n')
         config["lm"]["files"][key] = str(tmp_path / f"{key}.jsonl")
     validate(config)
+
+
+def test_an_uncached_hub_model_is_an_error_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = load("smollm2.yaml")
+    config["lm"]["model"]["source"] = "nobody/no-such-model-here"
+    with pytest.raises(ConfigError, match="is not a local path, and the hub is offline"):
+        validate(config)
 
 
 def set_key(config, dotted, value):

@@ -123,3 +123,30 @@ def test_edit_model_is_order_independent():
         torch.testing.assert_close(pa, pb)
     assert not torch.allclose(a[0].weight, net[0].weight)
     torch.testing.assert_close(a[0].bias, net[0].bias)  # biases are never edited
+
+
+def test_model_editor_reuses_one_decomposition_for_every_cutoff():
+    """Many cutoffs from one ModelEditor equal fresh single edits, and the weights are restored
+    after each: the grouped edit jobs compute what one job per cutoff computes."""
+    from curvmem.edit import ModelEditor
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    original = {k: v.clone() for k, v in net.state_dict().items()}
+    basis = {}
+    for name, layer in (("0", net[0]), ("2", net[2])):
+        _, lam, U_G, mu, U_A = random_basis(layer.out_features, layer.in_features, seed=7 + int(name))
+        basis.update({f"{name}.G.eigenvalues": lam, f"{name}.G.eigenvectors": U_G,
+                      f"{name}.A.eigenvalues": mu, f"{name}.A.eigenvectors": U_A})
+    for method, cutoffs in (("kfac", [0.9, 0.5, 0.99]), ("svd", [0.5, 0.0, 0.34])):
+        editor = ModelEditor(net, ["0", "2"], method, basis if method == "kfac" else None)
+        for cutoff in cutoffs:
+            fresh = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+            fresh.load_state_dict(original)
+            kept_alone = edit_model(fresh, ["0", "2"], method, cutoff, basis)
+            with editor.applied(cutoff) as kept:
+                for a, b in zip(net.parameters(), fresh.parameters()):
+                    assert torch.equal(a, b), (method, cutoff)
+                assert kept == pytest.approx(kept_alone)
+            for key, value in net.state_dict().items():
+                assert torch.equal(value, original[key]), f"{key} not restored after {method} {cutoff}"

@@ -1,63 +1,61 @@
-"""Failure handling: killed jobs, corrupt artifacts, malformed configs, determinism, safe loading."""
+"""Failure handling: killed jobs, malformed configs and inputs, determinism, safe loading, lint."""
 import ast
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, copy_project, run_module, snakemake
+from conftest import REPO, copy_project, layout, run_module, snakemake
 
 CFG = ("--configfile", "config/test.yaml")
 
 
-def metrics_files(work: Path) -> dict[str, bytes]:
-    files = (sorted((work / "results/vit/edits").rglob("*.json")) + sorted((work / "results/lm/edits").rglob("*.json"))
-             + sorted((work / "results/tables").glob("*.csv")))
+def all_outputs(work: Path) -> dict[str, bytes]:
+    """Every file the pipeline wrote (artifacts, results, figures), by path; model directories file by file."""
+    files = [f for top in ("data", "results") for f in sorted((work / top).rglob("*"))
+             if f.is_file() and f.name != "README.md"]
     return {str(f.relative_to(work)): f.read_bytes() for f in files}
 
 
 @pytest.mark.pipeline
-def test_killed_jobs_then_rerun_give_byte_identical_metrics(test_run, tmp_path):
+def test_killed_jobs_then_rerun_give_byte_identical_outputs(test_run, tmp_path):
     """kill -9 both training jobs (ViT file, LM directory) after their output is complete but before
     the rename, then both factor jobs mid-collection; the reruns must not trust anything half-done.
-    The final metrics must be byte-identical to an uninterrupted fresh run (which also proves
-    run-to-run determinism of both arms)."""
+    Every file the pipeline writes, figures included, must then be byte-identical to an
+    uninterrupted fresh run: a rebuild from the same inputs gives the same bytes."""
     work = copy_project(tmp_path / "crash")
-    proc = snakemake(work, *CFG, "--keep-going", env={"CURVMEM_CRASH_AT": "write:model.safetensors,write:model"},
+    art = layout(work)
+    vit_model, lm_model = (Path(art[rule].model).name for rule in ("vit_train", "lm_train"))
+    proc = snakemake(work, *CFG, "--keep-going", env={"CURVMEM_CRASH_AT": f"write:{vit_model},write:{lm_model}"},
                      check=False)
     assert proc.returncode != 0
-    assert not (work / "results/vit/model.safetensors").exists()
-    assert not (work / "results/lm/model").exists()
+    assert not (work / art["vit_train"].model).exists()
+    assert not (work / art["lm_train"].model).exists()
 
     proc = snakemake(work, *CFG, "--keep-going", env={"CURVMEM_CRASH_AT": "factors:batch1"}, check=False)
     assert proc.returncode != 0
-    assert (work / "results/vit/model.safetensors").exists() and (work / "results/lm/model/config.json").exists()
-    assert not (work / "results/vit/factors.safetensors").exists()
-    assert not (work / "results/lm/factors.safetensors").exists()
+    assert (work / art["vit_train"].model).exists() and (work / art["lm_train"].model / "config.json").exists()
+    assert not (work / art["vit_factors"].factors).exists()
+    assert not (work / art["lm_factors"].factors).exists()
     assert not list((work / "results/vit").glob(".*.tmp")), "the rerun of training left its killed attempt's temp file"
     assert not list((work / "results/lm").glob(".*.tmpdir")), "the LM rerun left its killed attempt's temp directory"
 
     snakemake(work, *CFG)
-    ours, reference = metrics_files(work), metrics_files(test_run)
-    assert ours.keys() == reference.keys() and len(ours) == 7 + 7 + 8
-    for name in ours:
-        assert ours[name] == reference[name], f"{name} differs from the uninterrupted run"
+    ours, reference = all_outputs(work), all_outputs(test_run)
+    assert ours.keys() == reference.keys()
+    differ = [name for name in ours if ours[name] != reference[name]]
+    assert not differ, f"differ from the uninterrupted run: {differ}"
 
 
 @pytest.mark.pipeline
-def test_corrupt_artifact_is_named_with_its_rule(tmp_path, test_run):
-    import shutil
-
-    work = tmp_path / "corrupt"
-    shutil.copytree(test_run, work, symlinks=True)
-    factors = work / "results/vit/factors.safetensors"
-    factors.write_bytes(factors.read_bytes()[: factors.stat().st_size // 2])
-    proc = snakemake(work, *CFG, check=False)
-    assert proc.returncode != 0
-    log = (work / "logs/vit_basis.log").read_text()
-    assert "results/vit/factors.safetensors: not a readable safetensors file" in log
-    assert "made by rule vit_factors" in log
+def test_metrics_files_hold_no_timings(test_run):
+    art = layout(test_run)
+    for path in (art["vit_train"].metrics, art["lm_train"].metrics):
+        text = (test_run / path).read_text()
+        assert not any(word in text for word in ("second", "per_s", "time")), path
+    assert "seconds" not in json.dumps(json.loads((test_run / "results/metrics.json").read_text()))
 
 
 def bad(base: str, key: str, value):
@@ -76,6 +74,18 @@ def without(config: dict, key: str) -> dict:
     return config
 
 
+def lm_files_config(tmp: Path, memorized: str) -> dict:
+    """config/paper.yaml's LM arm on local files (paths relative to the project copy); the memorized
+    file's content given."""
+    config = without(copy.deepcopy(yaml.safe_load((REPO / "config/paper.yaml").read_text())), "vit")
+    files = {"memorized": memorized, "quotes": '{"text": "a famous quote"}\n', "clean": '{"text": "clean"}\n'}
+    for key, text in files.items():
+        config["lm"]["files"][key] = f"inputs/{key}.jsonl"
+    config["lm"]["model"]["source"] = "models/tiny"  # present in the copy (see the test)
+    config["_files"] = files  # written by the test, then dropped
+    return config
+
+
 MALFORMED = [
     ("unknown key", bad("test.yaml", "vit.train.learning_rate", 0.1), "vit.train.learning_rate: unknown key"),
     ("wrong type", bad("test.yaml", "vit.train.epochs", "3"), "vit.train.epochs: '3' is not of type 'integer'"),
@@ -85,11 +95,21 @@ MALFORMED = [
     ("empty layer list", bad("test.yaml", "vit.edit.layer_sets", {"first_last": []}), "vit.edit.layer_sets.first_last"),
     ("pattern matching nothing", bad("test.yaml", "vit.factors.modules", ["blocks.*.mlp.fc3"]),
      "vit.factors.modules[0]: 'blocks.*.mlp.fc3' matches no nn.Linear"),
+    ("layer set outside the factor modules", bad("test.yaml", "vit.edit.layer_sets", {"x": ["blocks.0.attn.*"]}),
+     "vit.edit.layer_sets.x[0]: 'blocks.0.attn.*' matches no module of vit.factors.modules"),
     ("missing data path", bad("test.yaml", "vit.data.root", "no/such/folder"), "vit.data.root: 'no/such/folder' does not exist"),
     ("unknown model", bad("test.yaml", "vit.model.name", "vit_nonexistent_patch3"), "vit.model.name: 'vit_nonexistent_patch3' is not a timm model"),
     ("duplicate cutoffs", bad("test.yaml", "vit.edit.rhos", [0.5, 0.9, 0.5]), "vit.edit.rhos: has duplicate entries"),
     ("test-only key in paper config", bad("paper.yaml", "vit.model.overrides", {"depth": 2}),
      "vit.model.overrides: only allowed with scale: test"),
+    ("subset larger than the dataset", bad("test.yaml", "vit.data.n_train", 70000),
+     "vit.data.n_train: 70000 is more than the 60000 images of the train split"),
+    ("validation subset larger than the dataset", bad("test.yaml", "vit.data.n_val", 10001),
+     "vit.data.n_val: 10001 is more than the 10000 images of the val split"),
+    ("noise rate that leaves no mislabeled image", bad("test.yaml", "vit.data.noise_rate", 0.0008),
+     "vit.data.noise_rate: 0.0008 of 600 training images leaves no mislabeled image"),
+    ("factor images leave none for the activation ratio", bad("test.yaml", "vit.factors.n_images", 540),
+     "vit.factors.n_images: 540 leaves none of the 540 clean training images"),
     ("LM pattern matching nothing", bad("test.yaml", "lm.factors.modules", ["model.layers.*.mlp.fc1"]),
      "lm.factors.modules[0]: 'model.layers.*.mlp.fc1' matches no nn.Linear"),
     ("LM layer set outside the factors", bad("test.yaml", "lm.edit.layer_sets", {"x": ["model.layers.0.self_attn.q_proj"]}),
@@ -97,6 +117,12 @@ MALFORMED = [
     ("LM model from scratch without training", bad("test.yaml", "lm.train", None), "lm.train"),
     ("LM memorized file missing", without(bad("paper.yaml", "lm.files.memorized", "no/such.jsonl"), "vit"),
      "lm.files.memorized: 'no/such.jsonl' is not a file"),
+    ("LM JSONL line that does not parse", lm_files_config(None, '{"text": "one"}\n{"text": "two"\n'),
+     "lm.files.memorized: inputs/memorized.jsonl, line 2: not valid JSON"),
+    ("LM JSONL line without the expected keys", lm_files_config(None, '{"title": "one"}\n'),
+     "lm.files.memorized: inputs/memorized.jsonl, line 1: needs a 'text' key, or 'prefix' and 'suffix'"),
+    ("LM local model path that does not exist", bad("smollm2.yaml", "lm.model.source", "models/no-such/model"),
+     "lm.model.source: 'models/no-such/model' does not exist (a local path"),
     ("LM window longer than the context", bad("test.yaml", "lm.windows.prefix", 60),
      "lm.windows: prefix + suffix exceeds lm.train.seq_len"),
     ("arithmetic width that mixes widths", bad("test.yaml", "lm.world.arithmetic_width", 2),
@@ -104,17 +130,57 @@ MALFORMED = [
 ]
 
 
+def snakemake_lines(proc) -> list[str]:
+    """What Snakemake printed on stderr, without its notice that it uses this workflow's profile."""
+    return [line for line in proc.stderr.splitlines()
+            if line.strip() and not line.startswith("Using workflow specific profile")]
+
+
 @pytest.mark.pipeline
 @pytest.mark.parametrize("config,message", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
 def test_malformed_config_fails_before_any_job_in_one_line(tmp_path, config, message):
     work = copy_project(tmp_path / "project")
+    config = copy.deepcopy(config)
+    for key, text in config.pop("_files", {}).items():  # the LM text files a case names
+        (work / "inputs").mkdir(exist_ok=True)
+        (work / "inputs" / f"{key}.jsonl").write_text(text)
+        model_dir = work / "models/tiny"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "config.json").write_text(json.dumps({"model_type": "olmo2", "num_hidden_layers": 26,
+                                                           "hidden_size": 16, "intermediate_size": 32,
+                                                           "num_attention_heads": 2, "vocab_size": 64}))
     (work / "config/bad.yaml").write_text(yaml.safe_dump(config))
     proc = run_module(work, "snakemake", "results/figures", "-n", "--cores", "1", "--configfile", "config/bad.yaml",
                       check=False)
     assert proc.returncode == 1
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = snakemake_lines(proc)
     assert len(lines) == 1 and lines[0].startswith("config key ") and message in lines[0], proc.stderr[-2000:]
     assert "Job stats" not in proc.stdout
+
+
+@pytest.mark.pipeline
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    """The default config with a syntax error: one line with the file, line and column."""
+    work = copy_project(tmp_path / "project")
+    text = (work / "config/config.yaml").read_text().replace("threads:", "threads: [1, 2\nbad:", 1)
+    (work / "config/config.yaml").write_text(text)
+    proc = run_module(work, "snakemake", "results/figures", "-n", "--cores", "1", check=False)
+    assert proc.returncode == 1
+    lines = snakemake_lines(proc)
+    assert len(lines) == 1 and lines[0].startswith("config file config/config.yaml, line "), proc.stderr[-2000:]
+
+
+@pytest.mark.pipeline
+def test_failed_validation_never_deletes_earlier_outputs(test_run, tmp_path):
+    from conftest import copy_run
+
+    work = copy_run(test_run, tmp_path / "work")
+    before = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
+    (work / "config/bad.yaml").write_text(yaml.safe_dump(bad("test.yaml", "vit.data.n_train", 70000)))
+    proc = run_module(work, "snakemake", "results/figures", "--cores", "1", "--configfile", "config/bad.yaml",
+                      check=False)
+    assert proc.returncode == 1
+    assert before == {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
 
 
 UNSAFE_CALLS = {("torch", "load"), ("pickle", "load"), ("pickle", "loads"), ("pd", "read_pickle"),
@@ -162,4 +228,15 @@ def test_every_rule_has_a_log():
             assert re.search(r"^\s+log:", block, flags=re.M), f"rule {name} in {smk.name} has no log"
             assert re.search(r"^\s+benchmark:", block, flags=re.M), f"rule {name} in {smk.name} has no benchmark"
             assert "run:" not in block, f"rule {name} in {smk.name} has a run: block"
-    assert len(names) == 20, names  # every rule of both arms was found (a changed layout must not empty this test)
+    assert len(names) == 21, names  # every rule of both arms was found (a changed layout must not empty this test)
+
+
+@pytest.mark.pipeline
+def test_lint_reports_only_the_justified_lint(tmp_path):
+    """`snakemake --lint` finds nothing but the missing per-rule conda environment, which
+    workflow/rules/common.smk justifies where the shell command of every rule is defined."""
+    work = copy_project(tmp_path / "project")
+    proc = run_module(work, "snakemake", "--lint", check=False)
+    lints = {line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip().startswith("* ")}
+    assert lints == {"* Specify a conda environment or container for each rule.:"}, proc.stderr[-4000:]
+    assert "Why no rules name a conda environment or container" in (REPO / "workflow/rules/common.smk").read_text()

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from curvmem.lm.data import build, read_records, task_frame
+from curvmem.common import InputError, from_dict
+from curvmem.lm.data import DataStage, build, read_records, task_frame
 from curvmem.lm.evaluate import answer_correct, block_predictions, ndcg_at_10
 from curvmem.lm.sets import WindowConfig, make_window
 from curvmem.lm.tables import above_chance, select, sweep_table
@@ -55,11 +56,12 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
     assert metrics["perplexity_tokens"] == 10 * 8 and top10.shape == (80, 10)
 
 
-def _row(method, layer_set, cutoff, recite, ppl):
+def _row(method, layer_set, cutoff, recite, ppl, token_ppl=None):
     sets = {s: {"strict_pct": recite, "loose_pct": recite, "levenshtein": 0.0, "n": 10}
             for s in ("memorized_train", "memorized_val", "quotes")}
-    return {"method": method, "layer_set": layer_set, "cutoff": cutoff, "kept_fraction": 1.0, "perplexity": ppl,
-            "perplexity_batch_mean": ppl, "ndcg10": 1.0, "tasks": {}, **sets}
+    return {"method": method, "layer_set": layer_set, "cutoff": cutoff, "kept_fraction": 1.0,
+            "perplexity": ppl if token_ppl is None else token_ppl, "perplexity_batch_mean": ppl, "ndcg10": 1.0,
+            "tasks": {}, **sets}
 
 
 def test_selection_rule_by_hand():
@@ -74,6 +76,19 @@ def test_selection_rule_by_hand():
     assert (kfac["layer_set"], kfac["cutoff"], kfac["within_bound"]) == ("b", 0.7, 3)
     svd = select(sweep, "svd", 0.25)  # nothing within +25%: the smallest increase is taken and said so
     assert (svd["layer_set"], svd["cutoff"]) == ("a", 0.25) and "no edit within" in svd["rule"]
+
+
+def test_selection_bound_is_on_the_reported_perplexity():
+    """The bound applies to the mean of per-batch exp (what Table 1 reports), not to exp of the
+    mean loss: an edit within +25% on the token measure but +30% on the reported one is out."""
+    rows = [_row("none", "", 1.0, 100, 10.0, token_ppl=10.0),
+            _row("kfac", "a", 0.5, 0, 13.0, token_ppl=12.4),   # +30% reported, +24% token-level: out
+            _row("kfac", "a", 0.7, 20, 12.0, token_ppl=11.0),  # +20% reported: chosen
+            _row("svd", "a", 0.5, 5, 11.0)]
+    sweep = sweep_table(rows)
+    assert sweep.perplexity_increase_pct.round(6).tolist() == [0.0, 30.0, 20.0, 10.0]
+    kfac = select(sweep, "kfac", 0.25)
+    assert (kfac["layer_set"], kfac["cutoff"]) == ("a", 0.7)
 
 
 def test_above_chance():
@@ -139,8 +154,9 @@ def test_files_source(tmp_path):
     clean.write_text("\n\n".join(f"Paragraph {i} of clean text." for i in range(8)))
     assert read_records(str(quotes)) == [{"prefix": "To be or not", "suffix": " to be"}]
     world = dict(arithmetic_train=50, openbook_train=10, logic_train=20, n_eval=5)
-    frames = build({"world": world, "files": {"memorized": str(mem), "quotes": str(quotes), "clean": str(clean),
-                                              "factor_share": 0.25}, "few_shot": 3})
+    frames = build(from_dict(DataStage, {"world": world, "files": {"memorized": str(mem), "quotes": str(quotes),
+                                                                     "clean": str(clean), "factor_share": 0.25},
+                                         "few_shot": 3}))
     cand = frames["candidates"]
     assert (cand.set.value_counts().to_dict() == {"memorized_train": 5, "memorized_val": 5, "quotes": 1})
     assert set(cand[cand.set == "memorized_train"].text).isdisjoint(cand[cand.set == "memorized_val"].text)
@@ -149,6 +165,9 @@ def test_files_source(tmp_path):
     assert set(frames["tasks"].family) == {"arithmetic", "openbook", "logic"}  # no facts without training on them
     assert (frames["tasks"].prompt.str.count("\n") == 3).all()
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"title": "x"}\n')
-    with pytest.raises(ValueError, match="line 1 has neither"):
+    bad.write_text('{"text": "fine"}\n\n{"title": "x"}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl, line 3: needs a 'text' key"):
+        read_records(str(bad))
+    bad.write_text('{"text": "fine"}\n{"text": "cut\n')
+    with pytest.raises(InputError, match=r"bad.jsonl, line 2: not valid JSON"):
         read_records(str(bad))

@@ -4,7 +4,7 @@ the same Snakemake rules."""
 import pytest
 import yaml
 
-from conftest import copy_project, snakemake
+from conftest import copy_project, layout, snakemake
 from test_vision_data import make_imagefolder
 
 pytestmark = pytest.mark.pipeline
@@ -31,7 +31,7 @@ def test_paper_config_runs_on_a_tiny_vit_b(tmp_path):
     snakemake(tmp_path, "--configfile", "config/tiny_paper.yaml")
     table2 = pd.read_csv(tmp_path / "results/tables/table2_vit.csv")
     assert table2.model.tolist() == ["baseline", "svd", "kfac"]
-    assert (tmp_path / "data/vit/train.parquet").exists()
+    assert (tmp_path / layout(tmp_path, "config/tiny_paper.yaml")["vit_data"].train).suffix == ".parquet"
     assert (tmp_path / "results/figures/vit_table2.png").exists()
 
 
@@ -78,9 +78,10 @@ def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
     assert table1.setting.tolist()[1:] == ["layers_23_25, rho 0.6", "layers_23_25, drop 0.5 of singular values"]
     from curvmem.io import load_metadata
 
-    assert load_metadata(tmp_path / "results/lm/factors.safetensors")["modules"] == [
+    art = layout(tmp_path, "config/tiny_paper_lm.yaml")
+    assert load_metadata(tmp_path / art["lm_factors"].factors)["modules"] == [
         f"model.layers.{i}.mlp.{p}" for i in (23, 24, 25) for p in ("gate_proj", "up_proj", "down_proj")]
-    tasks = pd.read_parquet(tmp_path / "data/lm/tasks.parquet")
+    tasks = pd.read_parquet(tmp_path / art["lm_data"].tasks)
     assert set(tasks.family) == {"arithmetic", "openbook", "logic"} and (tasks.prompt.str.count("\n") == 5).all()
-    assert not (tmp_path / "results/lm/model").exists()  # used as is: no training rule
+    assert "lm_train" not in art and not list((tmp_path / "results/lm").glob("model-*"))  # used as is: no training
     assert (tmp_path / "results/figures/lm_table1.png").exists()

@@ -1,24 +1,15 @@
-"""The pipeline contract on config/test.yaml: the whole DAG runs, a second run does nothing, and
-changing only the cutoffs reruns only edit, table and figure jobs."""
-import re
+"""The pipeline contract on config/test.yaml: the whole DAG runs, a second run does nothing, and a
+parameter change reruns exactly the jobs that depend on it."""
+import json
 
+import pandas as pd
 import pytest
 import yaml
 
-from conftest import snakemake
+from conftest import job_counts, layout, snakemake
 
 pytestmark = pytest.mark.pipeline
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Rule -> count from Snakemake's 'Job stats' table."""
-    table = output.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in output else ""
-    counts = {}
-    for line in table.splitlines():
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
+CFG = ("--configfile", "config/test.yaml")
 
 
 @pytest.fixture()
@@ -26,9 +17,15 @@ def workdir(test_run):
     return test_run
 
 
-def test_full_dag_builds_every_output(workdir):
-    import pandas as pd
+def changed_config(workdir, name: str, change) -> tuple[str, str]:
+    """A copy of the test config with `change(config)` applied; returns the --configfile args."""
+    config = yaml.safe_load((workdir / "config/test.yaml").read_text())
+    change(config)
+    (workdir / f"config/{name}.yaml").write_text(yaml.safe_dump(config))
+    return "--configfile", f"config/{name}.yaml"
 
+
+def test_full_dag_builds_every_output(workdir):
     table2 = pd.read_csv(workdir / "results/tables/table2_vit.csv")
     assert table2.model.tolist() == ["baseline", "svd", "kfac"]
     for col in ("memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"):
@@ -41,18 +38,18 @@ def test_full_dag_builds_every_output(workdir):
                        "vit_activation_ratio.png",
                        "vit_rho_sweep.png", "vit_spectra.png", "vit_table2.png", "vit_training.png"]
     assert all((workdir / "logs" / f"{rule}.log").exists()
-               for rule in ("train_vit", "vit_factors", "lm_train", "lm_factors", "figures"))
+               for rule in ("vit_train", "vit_factors", "lm_train", "lm_factors", "figures"))
+    for path in layout(workdir).expensive_paths():
+        assert (workdir / path).exists(), path
+    metrics = json.loads((workdir / "results/metrics.json").read_text())
+    assert metrics["vit"]["kfac"]["memorized_train_pct"] == table2.set_index("model").memorized_train_pct["kfac"]
 
 
 def test_lm_arm_outputs(workdir):
-    import json
-
-    import pandas as pd
-
     table1 = pd.read_csv(workdir / "results/tables/table1_lm.csv")
     assert table1.model.tolist() == ["baseline", "kfac", "svd"]
     base = table1.iloc[0]
-    summary = json.loads((workdir / "results/lm/sets_summary.json").read_text())
+    summary = json.loads((workdir / layout(workdir)["lm_sets"].summary).read_text())
     assert summary["memorized_train"]["memorized"] > 0, summary  # the tiny world's model does memorize
     # Verification is teacher-forced, recitation is greedy with a KV cache: equal by construction,
     # so the unedited model recites every verified window exactly.
@@ -70,41 +67,74 @@ def test_lm_arm_outputs(workdir):
     assert set(tasks.family) == {"arithmetic", "facts", "openbook", "logic"}
 
 
+def test_selection_bound_holds_on_the_reported_perplexity(workdir):
+    """The headline edits are chosen under the bound on the perplexity Table 1 reports (the mean of
+    per-batch exp), and Table 1's increase is that measure's."""
+    table1 = pd.read_csv(workdir / "results/tables/table1_lm.csv").set_index("model")
+    bound = 100 * yaml.safe_load((workdir / "config/test.yaml").read_text())["lm"]["selection"]["max_perplexity_increase"]
+    selection = json.loads((workdir / "results/lm/selection.json").read_text())
+    for method in ("kfac", "svd"):
+        increase = 100 * (table1.perplexity_batch_mean[method] / table1.perplexity_batch_mean["baseline"] - 1)
+        assert table1.perplexity_increase_pct[method] == pytest.approx(increase, abs=0.05)
+        if selection[method]["within_bound"]:
+            assert increase <= bound + 0.05, (method, increase, bound)
+
+
 def test_second_run_does_nothing(workdir):
-    out = snakemake(workdir, "--configfile", "config/test.yaml", "-n")
+    out = snakemake(workdir, *CFG, "-n")
     assert "Nothing to be done" in out, out[-2000:]
 
 
 def test_changing_cutoffs_reruns_only_edits_tables_and_figures(workdir):
-    config = yaml.safe_load((workdir / "config/test.yaml").read_text())
-    config["vit"]["edit"]["rhos"] = [0.5, 0.8, 0.9]
-    (workdir / "config/changed.yaml").write_text(yaml.safe_dump(config))
-    counts = job_counts(snakemake(workdir, "--configfile", "config/changed.yaml", "-n"))
-    assert counts == {"vit_edit": 2, "vit_tables": 1, "figures": 1}, counts  # rho 0.8 for both layer sets
+    cfg = changed_config(workdir, "changed", lambda c: c["vit"]["edit"].update(rhos=[0.5, 0.8, 0.9]))
+    counts = job_counts(snakemake(workdir, *cfg, "-n"))
+    # the K-FAC job of each of the 2 layer sets holds the rho list; SVD jobs and the LM arm stay
+    assert counts == {"vit_edits": 2, "vit_tables": 1, "metrics": 1, "figures": 1}, counts
+
+
+def test_one_job_per_cutoff_reruns_only_the_changed_cutoff(workdir, tmp_path):
+    from conftest import copy_run
+
+    work = copy_run(workdir, tmp_path / "per_cutoff")
+    cfg = changed_config(work, "per_cutoff", lambda c: c["vit"]["edit"].update(one_job_per_cutoff=True))
+    snakemake(work, *cfg)
+    assert (work / "results/vit/edits/first_last/kfac/0.9.json").exists()
+    def change(c):
+        c["vit"]["edit"].update(one_job_per_cutoff=True, rhos=[0.5, 0.8])
+        c["vit"]["headline"]["rho"] = 0.8
+
+    cfg = changed_config(work, "per_cutoff2", change)
+    counts = job_counts(snakemake(work, *cfg, "-n"))
+    assert counts == {"vit_edits": 2, "vit_tables": 1, "metrics": 1, "figures": 1}, counts  # rho 0.8, 2 layer sets
+    # the same sweep as grouped jobs gave: one job per cutoff changes how, not what, is computed
+    grouped = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
+    assert (work / "results/tables/vit_sweep.csv").read_text() == (workdir / "results/tables/vit_sweep.csv").read_text()
+    assert len(grouped) == 7
 
 
 def test_changing_lm_cutoffs_or_selection_reruns_only_what_depends_on_them(workdir):
-    config = yaml.safe_load((workdir / "config/test.yaml").read_text())
-    config["lm"]["edit"]["rhos"] = [0.5, 0.7, 0.9]
-    (workdir / "config/changed_lm.yaml").write_text(yaml.safe_dump(config))
-    counts = job_counts(snakemake(workdir, "--configfile", "config/changed_lm.yaml", "-n"))
-    assert counts == {"lm_edit": 2, "lm_tables": 1, "figures": 1}, counts
-    config["lm"]["edit"]["rhos"] = [0.5, 0.9]
-    config["lm"]["selection"]["max_perplexity_increase"] = 0.1
-    (workdir / "config/changed_lm.yaml").write_text(yaml.safe_dump(config))
-    counts = job_counts(snakemake(workdir, "--configfile", "config/changed_lm.yaml", "-n"))
-    assert counts == {"lm_tables": 1, "figures": 1}, counts
+    cfg = changed_config(workdir, "changed_lm", lambda c: c["lm"]["edit"].update(rhos=[0.5, 0.7, 0.9]))
+    counts = job_counts(snakemake(workdir, *cfg, "-n"))
+    assert counts == {"lm_edits": 2, "lm_tables": 1, "metrics": 1, "figures": 1}, counts
+    cfg = changed_config(workdir, "changed_lm", lambda c: c["lm"]["selection"].update(max_perplexity_increase=0.1))
+    counts = job_counts(snakemake(workdir, *cfg, "-n"))
+    assert counts == {"lm_tables": 1, "metrics": 1, "figures": 1}, counts
+
+
+def test_changing_a_training_parameter_reruns_its_dependents_only(workdir):
+    """A new ViT recipe: its model, factors and basis get new fingerprinted paths and every vision
+    result is recomputed; the data, the corruption and the LM arm are untouched."""
+    cfg = changed_config(workdir, "changed_train", lambda c: c["vit"]["train"].update(epochs=4))
+    counts = job_counts(snakemake(workdir, *cfg, "-n"))
+    assert counts == {"vit_train": 1, "vit_factors": 1, "vit_basis": 1, "vit_baseline": 1, "vit_edits": 4,
+                      "vit_activation_ratio": 1, "vit_tables": 1, "metrics": 1, "figures": 1}, counts
 
 
 @pytest.mark.parametrize("arm", ["vit", "lm"])
 def test_one_arm_configs(workdir, arm):
     """A config may hold only one arm: the DAG then holds only that arm's rules."""
-    config = yaml.safe_load((workdir / "config/test.yaml").read_text())
-    del config["lm" if arm == "vit" else "vit"]
-    (workdir / f"config/only_{arm}.yaml").write_text(yaml.safe_dump(config))
-    counts = job_counts(snakemake(workdir, "--configfile", f"config/only_{arm}.yaml", "-n", "--forceall"))
-    vision_rules = ("prepare_vision_data", "corrupt_labels", "train_vit")
-    is_vision = lambda rule: rule.startswith("vit") or rule in vision_rules  # noqa: E731
-    is_other_arm = is_vision if arm == "lm" else (lambda rule: rule.startswith("lm"))
-    assert "figures" in counts and not any(is_other_arm(rule) for rule in counts), counts
+    cfg = changed_config(workdir, f"only_{arm}", lambda c: c.pop("lm" if arm == "vit" else "vit"))
+    counts = job_counts(snakemake(workdir, *cfg, "-n", "--forceall"))
+    other = "lm_" if arm == "vit" else "vit_"
+    assert "figures" in counts and not any(rule.startswith(other) for rule in counts), counts
     assert any(rule.startswith(arm) for rule in counts), counts

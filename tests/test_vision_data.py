@@ -68,13 +68,27 @@ def test_imagefolder_prepare_and_load(tmp_path):
     assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and y.item() == 0
 
 
-def test_corrupt_artifact_names_the_rule(tmp_path):
-    path = tmp_path / "model.safetensors"
+def test_corrupt_artifact_names_the_file_its_rule_and_the_remedy(tmp_path):
+    path = tmp_path / "results/vit/model-0123456789.safetensors"
     io.save_tensors({"w": torch.ones(3)}, path)
     path.write_bytes(path.read_bytes()[:-4])  # truncated
-    with pytest.raises(io.ArtifactError, match="model.safetensors.*rule train_vit"):
+    with pytest.raises(io.ArtifactError) as err:
         io.load_tensors(path)
-    bad = tmp_path / "corruption.json"
+    assert str(err.value).startswith(f"{path}: not a readable safetensors file")
+    assert str(err.value).endswith(f"(made by rule vit_train); delete {path} and rerun "
+                                   "`snakemake --cores all results/figures` to rebuild it")
+    bad = tmp_path / "data/vit/corruption-0123456789.json"
+    bad.parent.mkdir(parents=True)
     bad.write_text('{"indices": [1, 2')
-    with pytest.raises(io.ArtifactError, match="rule corrupt_labels"):
+    with pytest.raises(io.ArtifactError, match=r"\(made by rule vit_corrupt\)"):
         io.load_json(bad)
+    edit = tmp_path / "results/lm/edits/layers_2_3/kfac/all.json"
+    edit.parent.mkdir(parents=True)
+    edit.write_text("garbage")
+    with pytest.raises(io.ArtifactError, match=r"\(made by rule lm_edits\)"):
+        io.load_json(edit)
+    weights = tmp_path / "results/lm/model-0123456789/model.safetensors"  # inside a model directory
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not safetensors")
+    with pytest.raises(io.ArtifactError, match=r"\(made by rule lm_train\); delete .*results/lm/model-0123456789 and"):
+        io.safetensors_keys(weights)

@@ -22,13 +22,23 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 VIT = config.get("vit")  # None: this config has no vision arm
 LM = config.get("lm")  # None: this config has no language-model arm
 
-# Every job: the stage function of its rule, its params as JSON, its named inputs and outputs as flags.
-STAGE = "python -m curvmem {rule} {params.paths} --params {params.config:q} --threads {threads} --log {log}"
+# Every job runs the stage function of its rule (curvmem.cli), params as JSON, named inputs and outputs as flags.
+# Why no rules name a conda environment or container, the one lint that `snakemake --lint` reports: every
+# job runs in the one pip environment of envs/setup.sh, pinned by envs/requirements.lock. Conda channels
+# are not reachable where this pipeline is built and tested, so a conda file would be an untested claim.
+STAGE = "python -m curvmem {params.stage} {params.paths} --params {params.config:q} --threads {threads} --log {log}"
 
 
 def as_json(obj) -> str:
     """Params reach the job as JSON; Snakemake records them and reruns the job when they change."""
     return json.dumps(obj, sort_keys=True)
+
+
+def stage(rule: str, params) -> dict:
+    """A rule's params: its stage's name (the rule's own), its parameters (a dict, or a function of the
+    wildcards giving one) and its named inputs and outputs as command-line flags."""
+    as_params = (lambda wildcards: as_json(params(wildcards))) if callable(params) else as_json(params)
+    return {"stage": rule, "config": as_params, "paths": cli_paths}
 
 
 def cli_paths(wildcards, input, output) -> str:
@@ -65,13 +75,13 @@ def edit_results(arm: str) -> list[str]:
             for method, chunks in cutoff_chunks(arm).items() for chunk in chunks]
 
 
-def edit_params(arm: str, wildcards) -> str:
+def edit_params(arm: str, wildcards) -> dict:
     section = config[arm]
     evaluation = {"model": section["model"], "eval": section["eval"]} if arm == "vit" else {"eval": section["eval"]}
-    return as_json({**evaluation, "method": wildcards.method, "layer_set": wildcards.layer_set,
-                    "patterns": section["edit"]["layer_sets"][wildcards.layer_set],
-                    "factor_modules": section["factors"]["modules"],
-                    "cutoffs": cutoff_chunks(arm)[wildcards.method][wildcards.chunk]})
+    return {**evaluation, "method": wildcards.method, "layer_set": wildcards.layer_set,
+            "patterns": section["edit"]["layer_sets"][wildcards.layer_set],
+            "factor_modules": section["factors"]["modules"],
+            "cutoffs": cutoff_chunks(arm)[wildcards.method][wildcards.chunk]}
 
 
 def edit_basis(arm: str):

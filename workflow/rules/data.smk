@@ -10,8 +10,7 @@ if VIT:
         output:
             **ART["vit_data"].outputs,
         params:
-            config=as_json(ART["vit_data"].params),
-            paths=cli_paths,
+            **stage("vit_data", ART["vit_data"].params),
         log:
             "logs/vit_data.log",
         benchmark:
@@ -25,8 +24,7 @@ if VIT:
         output:
             **ART["vit_corrupt"].outputs,
         params:
-            config=as_json(ART["vit_corrupt"].params),
-            paths=cli_paths,
+            **stage("vit_corrupt", ART["vit_corrupt"].params),
         log:
             "logs/vit_corrupt.log",
         benchmark:
@@ -41,8 +39,7 @@ if LM:
         output:
             **ART["lm_data"].outputs,
         params:
-            config=as_json(ART["lm_data"].params),
-            paths=cli_paths,
+            **stage("lm_data", ART["lm_data"].params),
         log:
             "logs/lm_data.log",
         benchmark:
@@ -57,8 +54,7 @@ if LM:
         output:
             **ART["lm_sets"].outputs,
         params:
-            config=as_json(ART["lm_sets"].params),
-            paths=cli_paths,
+            **stage("lm_sets", ART["lm_sets"].params),
         threads: config["threads"]["edit"]
         log:
             "logs/lm_sets.log",

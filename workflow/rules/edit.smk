@@ -23,8 +23,7 @@ if VIT:
         output:
             **TEMPLATES["vit_baseline"],
         params:
-            config=as_json({"model": VIT["model"], "eval": VIT["eval"]}),
-            paths=cli_paths,
+            **stage("vit_baseline", {"model": VIT["model"], "eval": VIT["eval"]}),
         threads: config["threads"]["edit"]
         log:
             "logs/vit_baseline.log",
@@ -40,8 +39,7 @@ if VIT:
         output:
             **TEMPLATES["vit_edits"],
         params:
-            config=lambda wildcards: edit_params("vit", wildcards),
-            paths=cli_paths,
+            **stage("vit_edits", lambda wildcards: edit_params("vit", wildcards)),
         threads: config["threads"]["edit"]
         log:
             "logs/vit_edits/{layer_set}/{method}/{chunk}.log",
@@ -59,8 +57,7 @@ if VIT:
         output:
             **TEMPLATES["vit_activation_ratio"],
         params:
-            config=as_json({"model": VIT["model"], "eval": VIT["eval"], "factors": VIT["factors"]}),
-            paths=cli_paths,
+            **stage("vit_activation_ratio", {"model": VIT["model"], "eval": VIT["eval"], "factors": VIT["factors"]}),
         threads: config["threads"]["edit"]
         log:
             "logs/vit_activation_ratio.log",
@@ -84,8 +81,7 @@ if LM:
         output:
             **TEMPLATES["lm_baseline"],
         params:
-            config=as_json({"eval": LM["eval"]}),
-            paths=cli_paths,
+            **stage("lm_baseline", {"eval": LM["eval"]}),
         threads: config["threads"]["edit"]
         log:
             "logs/lm_baseline.log",
@@ -102,8 +98,7 @@ if LM:
         output:
             **TEMPLATES["lm_edits"],
         params:
-            config=lambda wildcards: edit_params("lm", wildcards),
-            paths=cli_paths,
+            **stage("lm_edits", lambda wildcards: edit_params("lm", wildcards)),
         threads: config["threads"]["edit"]
         log:
             "logs/lm_edits/{layer_set}/{method}/{chunk}.log",
@@ -121,8 +116,7 @@ if LM:
         output:
             **TEMPLATES["lm_activation_ratio"],
         params:
-            config=as_json({"eval": LM["eval"], "factors": LM["factors"]}),
-            paths=cli_paths,
+            **stage("lm_activation_ratio", {"eval": LM["eval"], "factors": LM["factors"]}),
         threads: config["threads"]["edit"]
         log:
             "logs/lm_activation_ratio.log",

@@ -11,8 +11,7 @@ if VIT:
         output:
             **ART["vit_factors"].outputs,
         params:
-            config=as_json(ART["vit_factors"].params),
-            paths=cli_paths,
+            **stage("vit_factors", ART["vit_factors"].params),
         threads: config["threads"]["factors"]
         log:
             "logs/vit_factors.log",
@@ -27,8 +26,7 @@ if VIT:
         output:
             **ART["vit_basis"].outputs,
         params:
-            config=as_json(ART["vit_basis"].params),
-            paths=cli_paths,
+            **stage("vit_basis", ART["vit_basis"].params),
         threads: config["threads"]["factors"]
         log:
             "logs/vit_basis.log",
@@ -47,8 +45,7 @@ if LM:
         output:
             **ART["lm_factors"].outputs,
         params:
-            config=as_json(ART["lm_factors"].params),
-            paths=cli_paths,
+            **stage("lm_factors", ART["lm_factors"].params),
         threads: config["threads"]["factors"]
         log:
             "logs/lm_factors.log",
@@ -63,8 +60,7 @@ if LM:
         output:
             **ART["lm_basis"].outputs,
         params:
-            config=as_json(ART["lm_basis"].params),
-            paths=cli_paths,
+            **stage("lm_basis", ART["lm_basis"].params),
         threads: config["threads"]["factors"]
         log:
             "logs/lm_basis.log",

@@ -13,8 +13,7 @@ if VIT:
         output:
             **TEMPLATES["vit_tables"],
         params:
-            config=as_json(VIT["headline"]),
-            paths=cli_paths,
+            **stage("vit_tables", VIT["headline"]),
         log:
             "logs/vit_tables.log",
         benchmark:
@@ -33,8 +32,7 @@ if LM:
         output:
             **TEMPLATES["lm_tables"],
         params:
-            config=as_json(LM["selection"]),
-            paths=cli_paths,
+            **stage("lm_tables", LM["selection"]),
         log:
             "logs/lm_tables.log",
         benchmark:
@@ -50,8 +48,7 @@ rule metrics:
     output:
         **TEMPLATES["metrics"],
     params:
-        config=as_json({}),
-        paths=cli_paths,
+        **stage("metrics", {}),
     log:
         "logs/metrics.log",
     benchmark:
@@ -74,8 +71,7 @@ rule figures:
     output:
         figures=directory(TEMPLATES["figures"]["figures"]),
     params:
-        config=as_json({"vit_headline": VIT["headline"] if VIT else {}}),
-        paths=cli_paths,
+        **stage("figures", {"vit_headline": VIT["headline"] if VIT else {}}),
     log:
         "logs/figures.log",
     benchmark:

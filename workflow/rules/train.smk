@@ -10,8 +10,7 @@ if VIT:
         output:
             **ART["vit_train"].outputs,
         params:
-            config=as_json(ART["vit_train"].params),
-            paths=cli_paths,
+            **stage("vit_train", ART["vit_train"].params),
         threads: config["threads"]["train"]
         log:
             "logs/vit_train.log",
@@ -27,8 +26,7 @@ if LM and "lm_import" in ART:
         output:
             model=directory(ART["lm_import"].model),
         params:
-            config=as_json(ART["lm_import"].params),
-            paths=cli_paths,
+            **stage("lm_import", ART["lm_import"].params),
         log:
             "logs/lm_import.log",
         benchmark:
@@ -47,8 +45,7 @@ if LM and "lm_train" in ART:
             model=directory(ART["lm_train"].model),
             metrics=ART["lm_train"].metrics,
         params:
-            config=as_json(ART["lm_train"].params),
-            paths=cli_paths,
+            **stage("lm_train", ART["lm_train"].params),
         threads: config["threads"]["train"]
         log:
             "logs/lm_train.log",

@@ -1,0 +1,136 @@
+"""What a user does after something went wrong, done as the user would: whatever is deleted, corrupt
+or lost to a failed or interrupted job is rebuilt by the next plain `snakemake --cores all
+results/figures`, the console says in one line what failed and what to do, and following that
+advice works. Each test works on a copy of the finished test run."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_run, job_counts, layout, snakemake
+
+pytestmark = pytest.mark.pipeline
+CFG = ("--configfile", "config/test.yaml")
+TABLES = ("table2_vit.csv", "vit_sweep.csv", "table1_lm.csv", "lm_sweep.csv")
+
+
+def same_tables(work: Path, reference: Path) -> None:
+    for name in TABLES:
+        assert (work / "results/tables" / name).read_bytes() == (reference / "results/tables" / name).read_bytes(), name
+
+
+def console_reason(proc, rule: str) -> str:
+    """The one line a failed job printed on the console: `rule <name>: <reason>` (jobs running at
+    the same time may each print theirs)."""
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith(f"rule {rule}: ")]
+    assert lines, (proc.stdout + proc.stderr)[-3000:]
+    return lines[0]
+
+
+def test_truncated_basis_names_itself_and_its_advice_works(test_run, tmp_path):
+    """A corrupt basis fails the job that reads it with one line naming the file, the rule that
+    makes it and what to do; doing exactly that rebuilds the basis and the lost edit results."""
+    work = copy_run(test_run, tmp_path / "work")
+    basis = work / layout(work)["vit_basis"].basis
+    basis.write_bytes(basis.read_bytes()[: basis.stat().st_size // 2])
+    proc = snakemake(work, *CFG, check=False)  # the basis is newer than the edits: they rerun and fail
+    assert proc.returncode != 0
+    reason = console_reason(proc, "vit_edits")
+    rel = basis.relative_to(work)
+    assert f"{rel}: not a readable safetensors file" in reason and "(made by rule vit_basis)" in reason
+    assert f"delete {rel} and rerun `snakemake --cores all results/figures`" in reason
+    basis.unlink()  # the advice
+    counts = job_counts(snakemake(work, *CFG, "-n"))
+    assert counts.get("vit_basis") == 1 and counts.get("vit_edits", 0) >= 1, counts
+    snakemake(work, *CFG)
+    assert "Nothing to be done" in snakemake(work, *CFG, "-n")
+    same_tables(work, test_run)
+
+
+def test_garbage_edit_result_then_deleted_is_rebuilt(test_run, tmp_path):
+    work = copy_run(test_run, tmp_path / "work")
+    edit = work / "results/vit/edits/block0/kfac/all.json"
+    edit.write_text("garbage")
+    os.utime(edit, None)  # newer than the tables: the tables job reads it
+    proc = snakemake(work, *CFG, check=False)
+    assert proc.returncode != 0
+    reason = console_reason(proc, "vit_tables")
+    assert "results/vit/edits/block0/kfac/all.json: not valid JSON" in reason
+    assert "(made by rule vit_edits)" in reason
+    assert not (work / "results/tables/table2_vit.csv").exists()  # Snakemake removed the failed job's outputs
+    edit.unlink()
+    counts = job_counts(snakemake(work, *CFG, "-n"))
+    assert counts == {"vit_edits": 1, "vit_tables": 1, "metrics": 1, "figures": 1}, counts
+    snakemake(work, *CFG)
+    same_tables(work, test_run)
+
+
+@pytest.mark.parametrize("victim", ["edit", "model", "factors", "table"])
+def test_a_deleted_output_is_rebuilt_by_the_plain_command(test_run, tmp_path, victim):
+    work = copy_run(test_run, tmp_path / "work")
+    art = layout(work)
+    path = {"edit": "results/lm/edits/all/svd/all.json", "model": art["vit_train"].model,
+            "factors": art["lm_factors"].factors, "table": "results/tables/lm_facts.csv"}[victim]
+    (work / path).unlink()
+    counts = job_counts(snakemake(work, *CFG, "-n"))
+    maker = {"edit": "lm_edits", "model": "vit_train", "factors": "lm_factors", "table": "lm_tables"}[victim]
+    assert counts.get(maker) == 1, counts
+    snakemake(work, *CFG)
+    assert (work / path).exists()
+    same_tables(work, test_run)
+
+
+def start(work: Path, *args) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen([sys.executable, "-m", "snakemake", "results/figures", "--cores", "2", *args], cwd=work,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def interrupt_when(proc: subprocess.Popen, log: Path, marker: str, timeout: float = 120) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) once `marker` is in the log."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.exists() and marker in log.read_text(errors="replace"):
+            break
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"{marker!r} never appeared in {log}")
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+
+
+def test_ctrl_c_during_a_forced_training_then_the_plain_command_rebuilds(test_run, tmp_path):
+    """Ctrl-C while `--forcerun lm_train` retrains a finished tree: Snakemake has already removed the
+    model; the next plain run resumes without any extra flag and rebuilds it and what depends on it,
+    giving the same tables as before."""
+    work = copy_run(test_run, tmp_path / "work")
+    model = work / layout(work)["lm_train"].model
+    proc = start(work, *CFG, "--forcerun", "lm_train")
+    interrupt_when(proc, work / "logs/lm_train.log", "chunks;")
+    assert proc.returncode != 0
+    assert not model.exists()
+    plan = snakemake(work, *CFG, "-n")
+    assert "IncompleteFilesException" not in plan
+    assert job_counts(plan).get("lm_train") == 1, plan[-2000:]
+    snakemake(work, *CFG)
+    assert model.exists()
+    same_tables(work, test_run)
+
+
+def test_ctrl_c_during_a_job_resumes_with_the_plain_command(test_run, tmp_path):
+    """Ctrl-C in the middle of an edit job: the next plain run reruns it (no --rerun-incomplete)."""
+    work = copy_run(test_run, tmp_path / "work")
+    for path in (work / "results/lm/edits").rglob("*.json"):
+        path.unlink()
+    proc = start(work, *CFG)
+    interrupt_when(proc, work / "logs/lm_baseline.log", "curvmem")
+    assert proc.returncode != 0
+    out = snakemake(work, *CFG)
+    assert "IncompleteFilesException" not in out
+    same_tables(work, test_run)
