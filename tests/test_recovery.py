@@ -106,20 +106,22 @@ def interrupt_when(proc: subprocess.Popen, log: Path, marker: str, timeout: floa
 
 
 def test_ctrl_c_during_a_forced_training_then_the_plain_command_rebuilds(test_run, tmp_path):
-    """Ctrl-C while `--forcerun lm_train` retrains a finished tree: Snakemake has already removed the
-    model; the next plain run resumes without any extra flag and rebuilds it and what depends on it,
-    giving the same tables as before."""
+    """Ctrl-C while `--forcerun lm_train` retrains a finished tree: the next plain run resumes without
+    any extra flag, retrains (the interrupted job's output is marked incomplete) and rebuilds what
+    depends on it, giving the same tables as before."""
     work = copy_run(test_run, tmp_path / "work")
     model = work / layout(work)["lm_train"].model
+    (work / "logs/lm_train.log").unlink()  # the finished run's: the marker must come from this one
     proc = start(work, *CFG, "--forcerun", "lm_train")
     interrupt_when(proc, work / "logs/lm_train.log", "chunks;")
     assert proc.returncode != 0
-    assert not model.exists()
+    assert "train LM" in (work / "logs/lm_train.log").read_text(), "interrupted before training started"
     plan = snakemake(work, *CFG, "-n")
     assert "IncompleteFilesException" not in plan
     assert job_counts(plan).get("lm_train") == 1, plan[-2000:]
     snakemake(work, *CFG)
-    assert model.exists()
+    assert (model / "model.safetensors").exists()
+    assert "Nothing to be done" in snakemake(work, *CFG, "-n")
     same_tables(work, test_run)
 
 
@@ -128,6 +130,7 @@ def test_ctrl_c_during_a_job_resumes_with_the_plain_command(test_run, tmp_path):
     work = copy_run(test_run, tmp_path / "work")
     for path in (work / "results/lm/edits").rglob("*.json"):
         path.unlink()
+    (work / "logs/lm_baseline.log").unlink()
     proc = start(work, *CFG)
     interrupt_when(proc, work / "logs/lm_baseline.log", "curvmem")
     assert proc.returncode != 0

@@ -1,7 +1,8 @@
 """The study's jobs that span both arms: the headline metrics file DVC reads, and the figures.
 
-`results/figures` stands for the whole study: its rule reads every artifact of the configured
-arms (`study`), so whatever is missing is rebuilt by `snakemake --cores all results/figures`.
+`results/figures` stands for the whole study: its rule reads every artifact and result of the
+configured arms (`study`, plus the stamp that marks a run which found some of them missing), so
+whatever is missing is rebuilt by `snakemake --cores all results/figures`.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class FigureParams:
     vit_headline: dict = field(default_factory=dict)  # vit.headline (the Table 2 setting)
 
 
-def figures(params: FigureParams, *, study: list[str], figures: str, vit_table2: str | None = None,
+def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str, vit_table2: str | None = None,
             vit_sweep: str | None = None, vit_activation: str | None = None, vit_spectra: str | None = None,
             vit_train_metrics: str | None = None, lm_table1: str | None = None, lm_sweep: str | None = None,
             lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,

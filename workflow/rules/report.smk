@@ -1,6 +1,7 @@
 # Tables, the headline metrics DVC reads, and the figures: the results a reader looks at.
-# `results/figures` stands for the whole study: its rule reads every artifact, so anything deleted
-# or lost to a failed job is rebuilt by `snakemake --cores all results/figures`.
+# `results/figures` stands for the whole study: its rule reads every artifact and result (STUDY),
+# and anything deleted or lost to a failed job is rebuilt by `snakemake --cores all results/figures`
+# (see study_stamp in common.smk).
 
 
 if VIT:
@@ -57,9 +58,13 @@ rule metrics:
         STAGE
 
 
+STUDY = [*ART.expensive_paths(), *cheap_outputs()]  # every artifact and result of the configured arms
+
+
 rule figures:
     input:
-        study=[*ART.expensive_paths(), *cheap_outputs()],
+        study=STUDY,
+        stamp=study_stamp(STUDY),
         **(dict(vit_table2=TEMPLATES["vit_tables"]["table2"], vit_sweep=TEMPLATES["vit_tables"]["sweep"],
                 vit_activation=TEMPLATES["vit_tables"]["activation"], vit_spectra=ART["vit_basis"].spectra,
                 vit_train_metrics=ART["vit_train"].metrics) if VIT else {}),
