@@ -13,7 +13,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["Snakefile", "config", "workflow", "profiles", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["Snakefile", "config", "workflow", "profiles", "dvc.yaml", ".dvc/config", ".dvc/.gitignore",
+                 ".dvcignore", ".gitignore"]
 
 
 def copy_project(dest: Path) -> Path:

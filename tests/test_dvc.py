@@ -121,7 +121,7 @@ def test_dvc_repro_exp_metrics_and_plots(published, tmp_path):
     assert metrics["lm.kfac.perplexity_increase_pct"]["old"] is not None  # read from the commit, not "-"
     assert metrics["vit.kfac.memorized_train_pct"]["old"] == metrics["vit.kfac.memorized_train_pct"]["new"]
 
-    plots = json.loads(run_module(clone, "dvc", "plots", "show", "--json").stdout)
+    plots = json.loads(run_module(clone, "dvc", "plots", "show", "--json").stdout)["data"]
     x_fields = {name: spec[0]["content"]["encoding"]["x"]["field"] for name, spec in plots.items()}
     assert x_fields == {"vit_kfac_sweep": "rho", "vit_svd_sweep": "drop_fraction", "lm_kfac_sweep": "rho",
                         "lm_svd_sweep": "drop_fraction"}, x_fields

@@ -13,9 +13,10 @@ CFG = ("--configfile", "config/test.yaml")
 
 
 def all_outputs(work: Path) -> dict[str, bytes]:
-    """Every file the pipeline wrote (artifacts, results, figures), by path; model directories file by file."""
+    """Every file the pipeline wrote (artifacts, results, figures), by path; model directories file by
+    file. Not the bookkeeping stamp `results/.study` (it records when a run found the study incomplete)."""
     files = [f for top in ("data", "results") for f in sorted((work / top).rglob("*"))
-             if f.is_file() and f.name != "README.md"]
+             if f.is_file() and f.name not in ("README.md", ".study")]
     return {str(f.relative_to(work)): f.read_bytes() for f in files}
 
 
@@ -74,6 +75,15 @@ def without(config: dict, key: str) -> dict:
     return config
 
 
+def with_key(config: dict, key: str, value) -> dict:
+    *parents, last = key.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return config
+
+
 def lm_files_config(tmp: Path, memorized: str) -> dict:
     """config/paper.yaml's LM arm on local files (paths relative to the project copy); the memorized
     file's content given."""
@@ -115,7 +125,8 @@ MALFORMED = [
     ("LM layer set outside the factors", bad("test.yaml", "lm.edit.layer_sets", {"x": ["model.layers.0.self_attn.q_proj"]}),
      "lm.edit.layer_sets.x[0]"),
     ("LM model from scratch without training", bad("test.yaml", "lm.train", None), "lm.train"),
-    ("LM memorized file missing", without(bad("paper.yaml", "lm.files.memorized", "no/such.jsonl"), "vit"),
+    ("LM memorized file missing", with_key(lm_files_config(None, '{"text": "one"}\n'), "lm.files.memorized",
+                                           "no/such.jsonl"),
      "lm.files.memorized: 'no/such.jsonl' is not a file"),
     ("LM JSONL line that does not parse", lm_files_config(None, '{"text": "one"}\n{"text": "two"\n'),
      "lm.files.memorized: inputs/memorized.jsonl, line 2: not valid JSON"),

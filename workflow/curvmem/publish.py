@@ -47,8 +47,8 @@ def publish(configfile: str) -> list[str]:
     paths = layout(configfile).expensive_paths()
     for path in paths:
         io.check_loadable(path)
-    run(sys.executable, "-m", "dvc", "add", *paths)
-    run(sys.executable, "-m", "dvc", "push", *[f"{p}.dvc" for p in paths])
+    run(sys.executable, "-m", "dvc", "add", "--quiet", *paths)
+    run(sys.executable, "-m", "dvc", "push", "--quiet", *[f"{p}.dvc" for p in paths])
     pointers = " ".join(f"{p}.dvc" for p in paths)
     print(f"published {len(paths)} artifacts; version the pointers and the remote's address with git:\n"
           f"  git add {pointers} .dvc/config && git commit -m 'Publish artifacts'")

@@ -111,10 +111,18 @@ def _stamp(path: Path) -> list:
     return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
 
+def _quiet_transformers() -> None:
+    """Validation prints one line per problem: no warnings about the configs it builds on the meta device."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 def _names_from_dims(model: dict) -> list[str]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    _quiet_transformers()
     from ..common import from_dict
     from ..kfac import linear_names as names_of
     from .model import LMConfig, build_config
@@ -130,6 +138,7 @@ def _names_from_pretrained(path: str) -> list[str] | str:
 
     from ..kfac import linear_names as names_of
 
+    _quiet_transformers()
     try:
         p = Path(path)
         config = (AutoConfig.from_pretrained(str(p.parent), gguf_file=p.name) if p.suffix == ".gguf"
