@@ -95,7 +95,10 @@ def test_changing_cutoffs_reruns_only_edits_tables_and_figures(workdir):
 def test_one_job_per_cutoff_reruns_only_the_changed_cutoff(workdir, tmp_path):
     from conftest import copy_run
 
+    import shutil
+
     work = copy_run(workdir, tmp_path / "per_cutoff")
+    shutil.rmtree(work / "results/vit/edits/.memo")  # compute every cutoff anew, one job each
     cfg = changed_config(work, "per_cutoff", lambda c: c["vit"]["edit"].update(one_job_per_cutoff=True))
     snakemake(work, *cfg)
     assert (work / "results/vit/edits/first_last/kfac/0.9.json").exists()
@@ -110,6 +113,27 @@ def test_one_job_per_cutoff_reruns_only_the_changed_cutoff(workdir, tmp_path):
     grouped = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
     assert (work / "results/tables/vit_sweep.csv").read_text() == (workdir / "results/tables/vit_sweep.csv").read_text()
     assert len(grouped) == 7
+
+
+def test_a_changed_cutoff_is_the_only_one_evaluated(workdir, tmp_path):
+    """The grouped K-FAC jobs rerun, but each evaluates only the new cutoff: the others come from
+    the memo of their earlier evaluation (same inputs, same code), and the results are unchanged."""
+    from conftest import copy_run
+
+    work = copy_run(workdir, tmp_path / "work")
+    cfg = changed_config(work, "one_rho", lambda c: c["lm"]["edit"].update(rhos=[0.5, 0.7]))
+    snakemake(work, *cfg)
+    for layer_set in ("layer0", "all"):
+        log = (work / f"logs/lm_edits/{layer_set}/kfac/all.log").read_text()
+        assert "kfac " + layer_set + ": 1 cutoff(s) to evaluate, 1 from earlier runs" in log, log[-2000:]
+    old = pd.read_csv(workdir / "results/tables/lm_sweep.csv").set_index(["method", "layer_set", "cutoff"])
+    new = pd.read_csv(work / "results/tables/lm_sweep.csv").set_index(["method", "layer_set", "cutoff"])
+    shared = old.index.intersection(new.index)
+    assert len(shared) == len(old) - 2  # rho 0.9 of two layer sets left the sweep
+    pd.testing.assert_frame_equal(old.loc[shared].drop(columns=["perplexity_increase_pct",
+                                                                "perplexity_token_increase_pct"]),
+                                  new.loc[shared].drop(columns=["perplexity_increase_pct",
+                                                                "perplexity_token_increase_pct"]))
 
 
 def test_changing_lm_cutoffs_or_selection_reruns_only_what_depends_on_them(workdir):

@@ -176,6 +176,12 @@ _MAKERS = [(rule, _pattern(t, (rule, name) in DIRECTORIES)) for rule, outs in TE
            for name, t in outs.items()]
 
 
+def is_fingerprinted(path: str | Path) -> bool:
+    """True for an expensive artifact: its path names its content (a file inside a model directory too)."""
+    rule = maker(path)
+    return rule is not None and any(FP in template for template in TEMPLATES[rule].values())
+
+
 def maker(path: str | Path) -> str | None:
     """The rule that makes an artifact (a file inside a model directory belongs to its directory)."""
     text = Path(path).as_posix()

@@ -6,12 +6,65 @@ arm's metrics.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import pandas as pd
 
 from . import io
+from .artifacts import is_fingerprinted
 
 METHOD_ORDER = {"none": 0, "kfac": 1, "svd": 2}
 ROW_KEYS = ("method", "layer_set", "cutoff", "modules", "kept_fraction")
+
+
+class CutoffMemo:
+    """Results of single cutoffs, kept across runs of an edit job, so that changing one cutoff of a
+    sweep recomputes only that cutoff while the job still loads the model once.
+
+    An entry's key covers everything its result depends on: the job's parameters (without its list
+    of cutoffs), the cutoff, every input (a fingerprinted artifact by its path, which names its
+    content; any other file by its bytes) and the library's source code, so a changed library
+    recomputes everything. Entries are written atomically once a cutoff is evaluated: a killed job
+    leaves nothing half-made. They live beside the results (`edits/.memo/`); deleting the folder
+    only costs time.
+    """
+
+    def __init__(self, directory, params: dict, inputs: dict[str, str | None]):
+        self.directory = Path(directory)
+        identity = {name: path if path is None or is_fingerprinted(path) else _file_digest(path)
+                    for name, path in inputs.items()}
+        self.base = {"params": {k: v for k, v in params.items() if k != "cutoffs"}, "inputs": identity,
+                     "code": _code_digest()}
+
+    def _path(self, cutoff: float) -> Path:
+        blob = json.dumps({**self.base, "cutoff": cutoff}, sort_keys=True, default=str)
+        return self.directory / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"
+
+    def get(self, cutoff: float) -> dict | None:
+        path = self._path(cutoff)
+        if not path.exists():
+            return None
+        try:
+            return io.load_json(path)
+        except io.ArtifactError:  # unreadable: recompute and overwrite
+            return None
+
+    def put(self, cutoff: float, row: dict) -> None:
+        io.save_json(row, self._path(cutoff))
+
+
+def _file_digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _code_digest() -> str:
+    """The library's source: any change to it invalidates every memo entry."""
+    h = hashlib.sha256()
+    for source in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        h.update(source.read_bytes())
+    return h.hexdigest()
 
 
 def save_edit_rows(rows: list[dict], path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from ..common import pick_device, seed_everything
 from ..edit import ModelEditor
 from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import resolve_layer_set
-from ..sweep import load_edit_rows, method_curve, save_edit_rows
+from ..sweep import CutoffMemo, load_edit_rows, method_curve, save_edit_rows
 from . import SETS
 from .activations import empty_table, lm_activation_ratio
 from .data import DataStage, build
@@ -189,25 +190,34 @@ class EditStage(EvalStage):
 def edits(params: EditStage, *, model: str, sets: str, clean: str, tasks: str, reference: str, metrics: str,
           basis: str | None = None) -> None:
     """Rule lm_edits: one layer set, one method, every cutoff: the model load, the tokenized
-    evaluation data and each layer's decomposition are paid once."""
-    lm, evaluation = _evaluation(params, model, sets, clean, tasks)
-    top10_ref = io.load_tensors(reference)["top10"]
-    if len(top10_ref) != len(evaluation.blocks) * (evaluation.blocks.shape[1] - 1):
-        raise io.artifact_error(reference, "was computed on other perplexity blocks than lm.eval gives now")
-    names = resolve_layer_set(linear_names(lm), params.factor_modules, params.patterns)
-    layers = {n: m for n, m in lm.named_modules() if n in names}
-    editor = ModelEditor(lm, names, params.method, load_basis(basis, layers) if params.method == "kfac" else None)
-    rows = []
-    for cutoff in params.cutoffs:
-        t0 = time.time()
-        with editor.applied(cutoff) as kept:
-            result, top10 = evaluation(lm)
-        row = {"method": params.method, "layer_set": params.layer_set, "cutoff": cutoff, "modules": names,
-               "kept_fraction": float(np.mean(list(kept.values()))), **result,
-               "ndcg10": float(ndcg_at_10(top10_ref, top10).mean())}
-        rows.append(row)
-        _log_row(row, time.time() - t0)
-    save_edit_rows(rows, metrics)
+    evaluation data and each layer's decomposition are paid once, and a cutoff evaluated by an
+    earlier run with the same inputs is reused."""
+    memo = CutoffMemo(Path(metrics).parents[2] / ".memo", asdict(params),
+                      {"model": model, "sets": sets, "clean": clean, "tasks": tasks, "reference": reference,
+                       "basis": basis})
+    rows = {c: memo.get(c) for c in params.cutoffs}
+    todo = [c for c, row in rows.items() if row is None]
+    log.info("%s %s: %d cutoff(s) to evaluate, %d from earlier runs", params.method, params.layer_set, len(todo),
+             len(rows) - len(todo))
+    if todo:
+        lm, evaluation = _evaluation(params, model, sets, clean, tasks)
+        top10_ref = io.load_tensors(reference)["top10"]
+        if len(top10_ref) != len(evaluation.blocks) * (evaluation.blocks.shape[1] - 1):
+            raise io.artifact_error(reference, "was computed on other perplexity blocks than lm.eval gives now")
+        names = resolve_layer_set(linear_names(lm), params.factor_modules, params.patterns)
+        layers = {n: m for n, m in lm.named_modules() if n in names}
+        editor = ModelEditor(lm, names, params.method, load_basis(basis, layers) if params.method == "kfac" else None)
+        for cutoff in todo:
+            t0 = time.time()
+            with editor.applied(cutoff) as kept:
+                result, top10 = evaluation(lm)
+            row = {"method": params.method, "layer_set": params.layer_set, "cutoff": cutoff, "modules": names,
+                   "kept_fraction": float(np.mean(list(kept.values()))), **result,
+                   "ndcg10": float(ndcg_at_10(top10_ref, top10).mean())}
+            memo.put(cutoff, row)
+            rows[cutoff] = row
+            _log_row(row, time.time() - t0)
+    save_edit_rows([rows[c] for c in params.cutoffs], metrics)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from ..common import pick_device, seed_everything
 from ..edit import ModelEditor
 from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import resolve_layer_set
-from ..sweep import load_edit_rows, method_curve, save_edit_rows, sweep_frame
+from ..sweep import CutoffMemo, load_edit_rows, method_curve, save_edit_rows, sweep_frame
 from .activations import vit_activation_ratio
 from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset, corrupt_labels, noisy_labels,
                    prepare_fashion_mnist, prepare_imagefolder, split_labels)
@@ -145,22 +146,31 @@ class EditStage(EvalStage):
 
 def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str, metrics: str,
           basis: str | None = None) -> None:
-    """Rule vit_edits: one layer set, one method, every cutoff: the decomposition and the model load
-    are paid once, each cutoff costs its edit and one evaluation."""
-    vit, evaluate = _evaluation(params, model, data, val, corruption)
-    names = resolve_layer_set(linear_names(vit), params.factor_modules, params.patterns)
-    layers = {n: m for n, m in vit.named_modules() if n in names}
-    editor = ModelEditor(vit, names, params.method, load_basis(basis, layers) if params.method == "kfac" else None)
-    rows = []
-    for cutoff in params.cutoffs:
-        t0 = time.time()
-        with editor.applied(cutoff) as kept:
-            row = {"method": params.method, "layer_set": params.layer_set, "cutoff": cutoff, "modules": names,
-                   "kept_fraction": float(np.mean(list(kept.values()))), **evaluate(vit)}
-        rows.append(row)
-        log.info("%s %s %r: memorized %.1f%%, GT %.1f%%, val %.1f%% (%.1fs)", params.method, params.layer_set,
-                 cutoff, row["memorized_train_pct"], row["train_gt_acc_pct"], row["val_acc_pct"], time.time() - t0)
-    save_edit_rows(rows, metrics)
+    """Rule vit_edits: one layer set, one method, every cutoff: the model is loaded and each layer
+    decomposed once, and a cutoff evaluated by an earlier run with the same inputs is reused."""
+    memo = CutoffMemo(Path(metrics).parents[2] / ".memo", asdict(params),
+                      {"model": model, "data": data, "val": val, "corruption": corruption, "basis": basis})
+    rows = {c: memo.get(c) for c in params.cutoffs}
+    todo = [c for c, row in rows.items() if row is None]
+    log.info("%s %s: %d cutoff(s) to evaluate, %d from earlier runs", params.method, params.layer_set, len(todo),
+             len(rows) - len(todo))
+    if todo:
+        vit, evaluate = _evaluation(params, model, data, val, corruption)
+        names = resolve_layer_set(linear_names(vit), params.factor_modules, params.patterns)
+        layers = {n: m for n, m in vit.named_modules() if n in names}
+        editor = ModelEditor(vit, names, params.method,
+                             load_basis(basis, layers) if params.method == "kfac" else None)
+        for cutoff in todo:
+            t0 = time.time()
+            with editor.applied(cutoff) as kept:
+                row = {"method": params.method, "layer_set": params.layer_set, "cutoff": cutoff, "modules": names,
+                       "kept_fraction": float(np.mean(list(kept.values()))), **evaluate(vit)}
+            memo.put(cutoff, row)
+            rows[cutoff] = row
+            log.info("%s %s %r: memorized %.1f%%, GT %.1f%%, val %.1f%% (%.1fs)", params.method, params.layer_set,
+                     cutoff, row["memorized_train_pct"], row["train_gt_acc_pct"], row["val_acc_pct"],
+                     time.time() - t0)
+    save_edit_rows([rows[c] for c in params.cutoffs], metrics)
 
 
 @dataclass
