@@ -60,13 +60,7 @@ def test_metrics_files_hold_no_timings(test_run):
 
 
 def bad(base: str, key: str, value):
-    config = copy.deepcopy(yaml.safe_load((REPO / "config" / base).read_text()))
-    *parents, last = key.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    node[last] = value
-    return config
+    return with_key(copy.deepcopy(yaml.safe_load((REPO / "config" / base).read_text())), key, value)
 
 
 def without(config: dict, key: str) -> dict:

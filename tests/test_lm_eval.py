@@ -1,7 +1,6 @@
 """LM evaluation and selection against hand-worked references and invariants."""
 import math
 
-import pandas as pd
 import pytest
 import torch
 

@@ -11,7 +11,6 @@ that has a next token): the caller's forward function says which positions count
 """
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Callable, Iterable
 

@@ -1,4 +1,5 @@
-"""The sweep of edits, both arms: the result files of the edit jobs, and one table of them.
+"""The sweep of edits, both arms: evaluating one layer set and method at every cutoff, the result
+files of the edit jobs, and one table of them.
 
 Every edit job writes `{"edits": [row, ...]}`, one row per cutoff (the baseline job one row with
 method "none"); a row holds `method`, `layer_set`, `cutoff`, `modules`, `kept_fraction` and the
@@ -8,15 +9,67 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from . import io
 from .artifacts import is_fingerprinted
 
+log = logging.getLogger(__name__)
+
 METHOD_ORDER = {"none": 0, "kfac": 1, "svd": 2}
 ROW_KEYS = ("method", "layer_set", "cutoff", "modules", "kept_fraction")
+
+
+@dataclass
+class EditSpec:
+    """What one edit job edits: a layer set, with one method, at each of its cutoffs."""
+
+    method: str = "kfac"                                  # "kfac" (cutoff = rho) or "svd" (dropped fraction)
+    layer_set: str = ""
+    patterns: list = field(default_factory=list)          # the layer set's module patterns
+    factor_modules: list = field(default_factory=list)    # the factor patterns: a set resolves within them
+    cutoffs: list = field(default_factory=list)
+
+
+def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None], memo_dir,
+                  prepare: Callable[[], tuple]) -> list[dict]:
+    """One row per cutoff of `spec`, in its order: taken from the memo of an earlier run with the same
+    evaluation parameters, inputs and code, or computed. Only if a cutoff is missing, `prepare()`
+    loads what evaluating needs, once: it returns (model, evaluate, basis path or None), with
+    `evaluate(model)` the arm's metrics of the model as it is. Each layer is decomposed once
+    (`edit.ModelEditor`) for all the cutoffs computed."""
+    from .basis import load_basis
+    from .edit import ModelEditor
+    from .kfac import linear_names
+    from .layers import resolve_layer_set
+
+    identity = {"evaluation": evaluation, "spec": {k: v for k, v in asdict(spec).items() if k != "cutoffs"}}
+    memo = CutoffMemo(memo_dir, identity, inputs)
+    rows = {c: memo.get(c) for c in spec.cutoffs}
+    todo = [c for c, row in rows.items() if row is None]
+    log.info("%s %s: %d cutoff(s) to evaluate, %d from earlier runs", spec.method, spec.layer_set, len(todo),
+             len(rows) - len(todo))
+    if todo:
+        model, evaluate, basis = prepare()
+        names = resolve_layer_set(linear_names(model), spec.factor_modules, spec.patterns)
+        layers = {n: m for n, m in model.named_modules() if n in names}
+        editor = ModelEditor(model, names, spec.method, load_basis(basis, layers) if spec.method == "kfac" else None)
+        for cutoff in todo:
+            t0 = time.time()
+            with editor.applied(cutoff) as kept:
+                metrics = evaluate(model)
+            rows[cutoff] = {"method": spec.method, "layer_set": spec.layer_set, "cutoff": cutoff, "modules": names,
+                            "kept_fraction": float(np.mean(list(kept.values()))), **metrics}
+            memo.put(cutoff, rows[cutoff])
+            log.info("%s %s %r evaluated in %.1fs", spec.method, spec.layer_set, cutoff, time.time() - t0)
+    return [rows[c] for c in spec.cutoffs]
 
 
 class CutoffMemo:
@@ -24,7 +77,7 @@ class CutoffMemo:
     sweep recomputes only that cutoff while the job still loads the model once.
 
     An entry's key covers everything its result depends on: the job's parameters (without its list
-    of cutoffs), the cutoff, every input (a fingerprinted artifact by its path, which names its
+    of cutoffs, so another list finds the cutoffs it shares), the cutoff, every input (a fingerprinted artifact by its path, which names its
     content; any other file by its bytes) and the library's source code, so a changed library
     recomputes everything. Entries are written atomically once a cutoff is evaluated: a killed job
     leaves nothing half-made. They live beside the results (`edits/.memo/`); deleting the folder
@@ -32,11 +85,11 @@ class CutoffMemo:
     """
 
     def __init__(self, directory, params: dict, inputs: dict[str, str | None]):
+        """`params`: what the results depend on besides the inputs (never the list of cutoffs)."""
         self.directory = Path(directory)
         identity = {name: path if path is None or is_fingerprinted(path) else _file_digest(path)
                     for name, path in inputs.items()}
-        self.base = {"params": {k: v for k, v in params.items() if k != "cutoffs"}, "inputs": identity,
-                     "code": _code_digest()}
+        self.base = {"params": params, "inputs": identity, "code": _code_digest()}
 
     def _path(self, cutoff: float) -> Path:
         blob = json.dumps({**self.base, "cutoff": cutoff}, sort_keys=True, default=str)

@@ -79,10 +79,10 @@ def edit_results(arm: str) -> list[str]:
 def edit_params(arm: str, wildcards) -> dict:
     section = config[arm]
     evaluation = {"model": section["model"], "eval": section["eval"]} if arm == "vit" else {"eval": section["eval"]}
-    return {**evaluation, "method": wildcards.method, "layer_set": wildcards.layer_set,
-            "patterns": section["edit"]["layer_sets"][wildcards.layer_set],
-            "factor_modules": section["factors"]["modules"],
-            "cutoffs": cutoff_chunks(arm)[wildcards.method][wildcards.chunk]}
+    return {**evaluation, "edit": {"method": wildcards.method, "layer_set": wildcards.layer_set,
+                                   "patterns": section["edit"]["layer_sets"][wildcards.layer_set],
+                                   "factor_modules": section["factors"]["modules"],
+                                   "cutoffs": cutoff_chunks(arm)[wildcards.method][wildcards.chunk]}}
 
 
 def edit_basis(arm: str):

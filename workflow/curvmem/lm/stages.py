@@ -10,16 +10,13 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import io
 from ..basis import load_basis
 from ..common import pick_device, seed_everything
-from ..edit import ModelEditor
-from ..kfac import collect_factors, factor_tensors, linear_names
-from ..layers import resolve_layer_set
-from ..sweep import CutoffMemo, load_edit_rows, method_curve, save_edit_rows
+from ..kfac import collect_factors, factor_tensors
+from ..sweep import EditSpec, load_edit_rows, method_curve, save_edit_rows, sweep_cutoffs
 from . import SETS
 from .activations import empty_table, lm_activation_ratio
 from .data import DataStage, build
@@ -159,10 +156,10 @@ def _evaluation(params: EvalStage, model: str, sets: str, clean: str, tasks: str
     return lm, evaluation
 
 
-def _log_row(row: dict, seconds: float) -> None:
-    log.info("%s %s %r: recitation train %.1f%% val %.1f%% quotes %.1f%%, perplexity %.3f, nDCG@10 %.3f (%.1fs)",
+def _log_row(row: dict) -> None:
+    log.info("%s %s %r: recitation train %.1f%% val %.1f%% quotes %.1f%%, perplexity %.3f, nDCG@10 %.3f",
              row["method"], row["layer_set"], row["cutoff"], *(row[s]["strict_pct"] for s in SETS),
-             row["perplexity_batch_mean"], row["ndcg10"], seconds)
+             row["perplexity_batch_mean"], row["ndcg10"])
 
 
 def baseline(params: EvalStage, *, model: str, sets: str, clean: str, tasks: str, metrics: str,
@@ -175,16 +172,13 @@ def baseline(params: EvalStage, *, model: str, sets: str, clean: str, tasks: str
     row = {"method": "none", "layer_set": "", "cutoff": 1.0, "modules": [], "kept_fraction": 1.0, **result,
            "ndcg10": float(ndcg_at_10(top10, top10).mean())}
     save_edit_rows([row], metrics)
-    _log_row(row, time.time() - t0)
+    _log_row(row)
+    log.info("baseline evaluated in %.1fs", time.time() - t0)
 
 
 @dataclass
 class EditStage(EvalStage):
-    method: str = "kfac"                                  # "kfac" (cutoff = rho) or "svd" (dropped fraction)
-    layer_set: str = ""
-    patterns: list = field(default_factory=list)          # the layer set's module patterns
-    factor_modules: list = field(default_factory=list)    # lm.factors.modules: a set resolves within them
-    cutoffs: list = field(default_factory=list)
+    edit: EditSpec = field(default_factory=EditSpec)
 
 
 def edits(params: EditStage, *, model: str, sets: str, clean: str, tasks: str, reference: str, metrics: str,
@@ -192,32 +186,24 @@ def edits(params: EditStage, *, model: str, sets: str, clean: str, tasks: str, r
     """Rule lm_edits: one layer set, one method, every cutoff: the model load, the tokenized
     evaluation data and each layer's decomposition are paid once, and a cutoff evaluated by an
     earlier run with the same inputs is reused."""
-    memo = CutoffMemo(Path(metrics).parents[2] / ".memo", asdict(params),
-                      {"model": model, "sets": sets, "clean": clean, "tasks": tasks, "reference": reference,
-                       "basis": basis})
-    rows = {c: memo.get(c) for c in params.cutoffs}
-    todo = [c for c, row in rows.items() if row is None]
-    log.info("%s %s: %d cutoff(s) to evaluate, %d from earlier runs", params.method, params.layer_set, len(todo),
-             len(rows) - len(todo))
-    if todo:
+    def prepare():
         lm, evaluation = _evaluation(params, model, sets, clean, tasks)
         top10_ref = io.load_tensors(reference)["top10"]
         if len(top10_ref) != len(evaluation.blocks) * (evaluation.blocks.shape[1] - 1):
             raise io.artifact_error(reference, "was computed on other perplexity blocks than lm.eval gives now")
-        names = resolve_layer_set(linear_names(lm), params.factor_modules, params.patterns)
-        layers = {n: m for n, m in lm.named_modules() if n in names}
-        editor = ModelEditor(lm, names, params.method, load_basis(basis, layers) if params.method == "kfac" else None)
-        for cutoff in todo:
-            t0 = time.time()
-            with editor.applied(cutoff) as kept:
-                result, top10 = evaluation(lm)
-            row = {"method": params.method, "layer_set": params.layer_set, "cutoff": cutoff, "modules": names,
-                   "kept_fraction": float(np.mean(list(kept.values()))), **result,
-                   "ndcg10": float(ndcg_at_10(top10_ref, top10).mean())}
-            memo.put(cutoff, row)
-            rows[cutoff] = row
-            _log_row(row, time.time() - t0)
-    save_edit_rows([rows[c] for c in params.cutoffs], metrics)
+
+        def evaluate(edited):
+            result, top10 = evaluation(edited)
+            return {**result, "ndcg10": float(ndcg_at_10(top10_ref, top10).mean())}
+
+        return lm, evaluate, basis
+
+    rows = sweep_cutoffs(params.edit, {"eval": asdict(params.eval)},
+                         {"model": model, "sets": sets, "clean": clean, "tasks": tasks, "reference": reference,
+                          "basis": basis}, Path(metrics).parents[2] / ".memo", prepare)
+    for row in rows:
+        _log_row(row)
+    save_edit_rows(rows, metrics)
 
 
 @dataclass

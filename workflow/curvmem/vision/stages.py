@@ -16,10 +16,8 @@ import torch
 from .. import io
 from ..basis import load_basis
 from ..common import pick_device, seed_everything
-from ..edit import ModelEditor
-from ..kfac import collect_factors, factor_tensors, linear_names
-from ..layers import resolve_layer_set
-from ..sweep import CutoffMemo, load_edit_rows, method_curve, save_edit_rows, sweep_frame
+from ..kfac import collect_factors, factor_tensors
+from ..sweep import EditSpec, load_edit_rows, method_curve, save_edit_rows, sweep_cutoffs, sweep_frame
 from .activations import vit_activation_ratio
 from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset, corrupt_labels, noisy_labels,
                    prepare_fashion_mnist, prepare_imagefolder, split_labels)
@@ -137,40 +135,24 @@ def baseline(params: EvalStage, *, model: str, data: str, val: str, corruption: 
 
 @dataclass
 class EditStage(EvalStage):
-    method: str = "kfac"                                  # "kfac" (cutoff = rho) or "svd" (dropped fraction)
-    layer_set: str = ""
-    patterns: list = field(default_factory=list)          # the layer set's module patterns
-    factor_modules: list = field(default_factory=list)    # vit.factors.modules: a set resolves within them
-    cutoffs: list = field(default_factory=list)
+    edit: EditSpec = field(default_factory=EditSpec)
 
 
 def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str, metrics: str,
           basis: str | None = None) -> None:
     """Rule vit_edits: one layer set, one method, every cutoff: the model is loaded and each layer
     decomposed once, and a cutoff evaluated by an earlier run with the same inputs is reused."""
-    memo = CutoffMemo(Path(metrics).parents[2] / ".memo", asdict(params),
-                      {"model": model, "data": data, "val": val, "corruption": corruption, "basis": basis})
-    rows = {c: memo.get(c) for c in params.cutoffs}
-    todo = [c for c, row in rows.items() if row is None]
-    log.info("%s %s: %d cutoff(s) to evaluate, %d from earlier runs", params.method, params.layer_set, len(todo),
-             len(rows) - len(todo))
-    if todo:
+    def prepare():
         vit, evaluate = _evaluation(params, model, data, val, corruption)
-        names = resolve_layer_set(linear_names(vit), params.factor_modules, params.patterns)
-        layers = {n: m for n, m in vit.named_modules() if n in names}
-        editor = ModelEditor(vit, names, params.method,
-                             load_basis(basis, layers) if params.method == "kfac" else None)
-        for cutoff in todo:
-            t0 = time.time()
-            with editor.applied(cutoff) as kept:
-                row = {"method": params.method, "layer_set": params.layer_set, "cutoff": cutoff, "modules": names,
-                       "kept_fraction": float(np.mean(list(kept.values()))), **evaluate(vit)}
-            memo.put(cutoff, row)
-            rows[cutoff] = row
-            log.info("%s %s %r: memorized %.1f%%, GT %.1f%%, val %.1f%% (%.1fs)", params.method, params.layer_set,
-                     cutoff, row["memorized_train_pct"], row["train_gt_acc_pct"], row["val_acc_pct"],
-                     time.time() - t0)
-    save_edit_rows([rows[c] for c in params.cutoffs], metrics)
+        return vit, evaluate, basis
+
+    rows = sweep_cutoffs(params.edit, {"model": asdict(params.model), "eval": asdict(params.eval)},
+                         {"model": model, "data": data, "val": val, "corruption": corruption, "basis": basis},
+                         Path(metrics).parents[2] / ".memo", prepare)
+    for row in rows:
+        log.info("%s %s %r: memorized %.1f%%, GT %.1f%%, val %.1f%%", row["method"], row["layer_set"], row["cutoff"],
+                 row["memorized_train_pct"], row["train_gt_acc_pct"], row["val_acc_pct"])
+    save_edit_rows(rows, metrics)
 
 
 @dataclass
