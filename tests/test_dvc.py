@@ -45,6 +45,8 @@ def published(test_run, tmp_path_factory):
 
 def clone_and_pull(origin, dest):
     git(origin.parent, "clone", "-q", str(origin), str(dest))
+    for key, value in (("user.name", "test"), ("user.email", "test@example.org")):  # `dvc exp run` commits
+        git(dest, "config", key, value)
     run_module(dest, "dvc", "pull")  # plain, as a user types it
     return dest
 
