@@ -102,3 +102,65 @@ def test_recitation_metrics_by_hand():
     assert m["strict_pct"] == pytest.approx(100 / 3)
     assert m["loose_pct"] == pytest.approx(200 / 3)  # 1 - 1/4 = 0.75 counts as loose
     assert m["levenshtein"] == pytest.approx((0 + 0.25 + 0.75) / 3)
+
+
+def tiny_gpt2(seed=0):
+    """A model with absolute position embeddings: positions must be counted over real tokens."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=40, n_positions=32, n_embd=16, n_layer=2, n_head=2, pad_token_id=0)
+    return GPT2LMHeadModel(config).double().eval()
+
+
+@pytest.mark.parametrize("pad_side", ["left", "right"])
+def test_padding_is_masked_with_absolute_positions(pad_side):
+    """Left padding shifts every position of a GPT-2 unless position ids count real tokens only:
+    factors of a padded batch must equal the sum of each sequence's own. (GPT-2's MLP layers are
+    Conv1D; its lm_head is an nn.Linear whose inputs depend on every position.)"""
+    model = tiny_gpt2()
+    seqs = [[3, 9, 4, 11, 2], [7, 1, 30]]
+    cfg = FactorConfig(modules=["lm_head"], fisher="empirical")
+    padded = collect_factors(model, cfg, lambda: [batch_of(seqs, pad_side)], lm_forward, progress=False)
+    alone = [collect_factors(model, cfg, lambda s=s: [batch_of([s])], lm_forward, progress=False) for s in seqs]
+    for key in ("A", "G"):
+        torch.testing.assert_close(padded["lm_head"][key], alone[0]["lm_head"][key] + alone[1]["lm_head"][key],
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_greedy_with_left_padding_and_absolute_positions():
+    model = tiny_gpt2(seed=2).float()
+    prefixes = [[1, 2, 3, 4, 5, 6], [7, 8], [9, 10, 11]]
+    assert greedy_continuations(model, prefixes, n_new=5, pad_id=0, batch_size=3) == [
+        naive_greedy(model, p, 5) for p in prefixes]
+
+
+def test_activation_ratio_with_windows_of_different_lengths():
+    """Windows of several (prefix, suffix) lengths (quotes, or windows given as strings): each length
+    group is compared with clean windows of its own length cut in order from the clean stream, and
+    no window is dropped; the result equals assembling the groups by hand."""
+    import pandas as pd
+
+    from curvmem.activations import capture_inputs, ratio_table
+    from curvmem.basis import curvature_basis
+    from curvmem.lm.activations import lm_activation_ratio, suffix_positions
+
+    model = tiny(dtype="float32")
+    names = ["model.layers.0.mlp.gate_proj", "model.layers.1.mlp.down_proj"]
+    basis = curvature_basis(factor_tensors(factors(model, [batch_of([list(range(1, 20))])], modules=names)))
+    windows = pd.DataFrame({"prefix_ids": [[7, 8, 9, 10, 11], [1, 2, 3], [4, 5, 6]],
+                            "suffix_ids": [[16, 17, 18], [12, 13], [14, 15]]})
+    stream = torch.randint(1, 40, (200,), generator=torch.Generator().manual_seed(0))
+    table = lm_activation_ratio(model, names, basis, windows, stream, batch_size=2, device="cpu")
+
+    def inputs(seqs, prefix_len):
+        return capture_inputs(model, names, [seqs], lambda m, x: (m(input_ids=x), suffix_positions(x, prefix_len))[1])
+
+    short_mem, long_mem = torch.tensor([[1, 2, 3, 12, 13], [4, 5, 6, 14, 15]]), torch.tensor([[7, 8, 9, 10, 11, 16, 17, 18]])
+    short_clean, long_clean = stream[:10].reshape(2, 5), stream[10:18].reshape(1, 8)  # shorter group first
+    mem = [inputs(short_mem, 3), inputs(long_mem, 5)]
+    clean = [inputs(short_clean, 3), inputs(long_clean, 5)]
+    assert sum(len(m[names[0]]) for m in mem) == 2 + 2 + 3  # every suffix-predicting position
+    merge = lambda parts: {n: torch.cat([p[n] for p in parts]) for n in names}  # noqa: E731
+    expected = ratio_table(model, names, basis, merge(mem), merge(clean))
+    pd.testing.assert_frame_equal(table, expected)

@@ -54,7 +54,8 @@ def lm_sweep(sweep: pd.DataFrame, selection: dict, out: Path) -> None:
             r = sweep[(sweep.method == m) & (sweep.layer_set == c["layer_set"]) & (sweep.cutoff == c["cutoff"])].iloc[0]
             ax.scatter(r.perplexity_increase_pct, r[f"{s}_strict_pct"], s=160, facecolors="none", edgecolors="black")
         ax.axhline(base[f"{s}_strict_pct"], color="grey", ls="--", lw=1)
-        ax.set(xlabel="perplexity increase % (held-out text)", ylabel="strict recitation %", title=label)
+        ax.set(xlabel="perplexity increase %, mean of per-batch exp (held-out text)", ylabel="strict recitation %",
+               title=label)
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.suptitle("Recitation vs perplexity over the rho / SVD sweep (circled: the selected headline edits)")
     fig.tight_layout()
