@@ -97,9 +97,10 @@ class SetsStage:
 
 def sets(params: SetsStage, *, model: str, candidates: str, sets: str, summary: str) -> None:
     """Rule lm_sets: the candidates as token windows, kept only where the model recites them."""
-    lm, tokenizer = load_model_dir(model, pick_device(params.device))
+    device = pick_device(params.device)
+    lm, tokenizer = load_model_dir(model, device)
     cands = io.load_parquet(candidates, ["set", "text", "prefix", "suffix", "source"])
-    frame = verify(lm, tokenizer, cands, params.windows, params.batch_size, pick_device(params.device))
+    frame = verify(lm, tokenizer, cands, params.windows, params.batch_size, device)
     kept = frame[frame["memorized"]].groupby("set", sort=False).head(params.windows.max_per_set)
     counts = summarize(cands, frame, kept)
     io.save_parquet(kept.reset_index(drop=True), sets, metadata={"windows": asdict(params.windows), "summary": counts})
