@@ -52,7 +52,8 @@ def test_every_template_names_its_rule():
     layout = Layout(CONFIG)
     for rule, outputs in TEMPLATES.items():
         for template in outputs.values():
-            path = template.format(fp="0123456789", ext="parquet", layer_set="all", method="kfac", chunk="0.5")
+            path = template.format(fp="0123456789", ext="parquet", layer_set="all", method="kfac", chunk="0.5",
+                                   setting="r0.01-w0.5-e2-lr0.3")
             assert maker(path) == rule, (rule, path)
             assert maker(f"/somewhere/else/{path}") == rule
     for path in layout.expensive_paths():

@@ -8,7 +8,7 @@ from curvmem.common import InputError, from_dict
 from curvmem.lm.data import DataStage, build, read_records, task_frame
 from curvmem.lm.evaluate import answer_correct, block_predictions, ndcg_at_10
 from curvmem.lm.sets import WindowConfig, make_window
-from curvmem.lm.tables import above_chance, select, sweep_table
+from curvmem.lm.tables import above_chance, select, sweep_table, table1
 from curvmem.lm.tokens import doc_start_ids
 from curvmem.lm.train import world_tokenizer
 
@@ -55,10 +55,11 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
     assert metrics["perplexity_tokens"] == 10 * 8 and top10.shape == (80, 10)
 
 
-def _row(method, layer_set, cutoff, recite, ppl, token_ppl=None):
+def _row(method, layer_set, cutoff, recite, ppl, token_ppl=None, setting=None):
     sets = {s: {"strict_pct": recite, "loose_pct": recite, "levenshtein": 0.0, "n": 10}
             for s in ("memorized_train", "memorized_val", "quotes")}
-    return {"method": method, "layer_set": layer_set, "cutoff": cutoff, "kept_fraction": 1.0,
+    setting = setting if setting is not None else ("" if method == "none" else repr(float(cutoff)))
+    return {"method": method, "layer_set": layer_set, "cutoff": cutoff, "setting": setting, "kept_fraction": 1.0,
             "perplexity": ppl if token_ppl is None else token_ppl, "perplexity_batch_mean": ppl, "ndcg10": 1.0,
             "tasks": {}, **sets}
 
@@ -75,6 +76,21 @@ def test_selection_rule_by_hand():
     assert (kfac["layer_set"], kfac["cutoff"], kfac["within_bound"]) == ("b", 0.7, 3)
     svd = select(sweep, "svd", 0.25)  # nothing within +25%: the smallest increase is taken and said so
     assert (svd["layer_set"], svd["cutoff"]) == ("a", 0.25) and "no edit within" in svd["rule"]
+
+
+def test_bsn_grid_points_sharing_a_ratio_are_told_apart():
+    """Two BSN points with the same ratio (the cutoff column) differ by their setting: the rule picks
+    one of them, and Table 1 finds exactly that row."""
+    bsn = {"loss_weight": 0.7, "epochs": 5, "lr": 0.3}
+    rows = [_row("none", "", 1.0, 100, 10.0), _row("kfac", "a", 0.5, 0, 11.0), _row("svd", "a", 0.5, 5, 11.0),
+            {**_row("bsn", "a", 0.01, 30, 11.0, setting="r0.01-w0.3-e5-lr0.3"), "bsn": {**bsn, "loss_weight": 0.3}},
+            {**_row("bsn", "a", 0.01, 20, 11.5, setting="r0.01-w0.7-e5-lr0.3"), "bsn": bsn}]
+    sweep = sweep_table(rows)
+    choice = select(sweep, "bsn", 0.25)
+    assert choice["setting"] == "r0.01-w0.7-e5-lr0.3"
+    t1 = table1(sweep, {m: select(sweep, m, 0.25) for m in ("kfac", "svd", "bsn")}).set_index("model")
+    assert t1.loc["bsn", "memorized_val_strict_pct"] == 20
+    assert t1.loc["bsn", "setting"] == "a, ratio 0.01, loss weight 0.7, 5 epochs, lr 0.3"
 
 
 def test_selection_bound_is_on_the_reported_perplexity():

@@ -27,15 +27,15 @@ def changed_config(workdir, name: str, change) -> tuple[str, str]:
 
 def test_full_dag_builds_every_output(workdir):
     table2 = pd.read_csv(workdir / "results/tables/table2_vit.csv")
-    assert table2.model.tolist() == ["baseline", "svd", "kfac"]
+    assert table2.model.tolist() == ["baseline", "svd", "kfac", "bsn (ours)"]
     for col in ("memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"):
         assert table2[col].between(0, 100).all()
     sweep = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
-    assert len(sweep) == 1 + 2 * (2 + 1)  # baseline + 2 layer sets x (2 rhos + 1 svd)
+    assert len(sweep) == 1 + 2 * (2 + 1) + 1  # baseline + 2 layer sets x (2 rhos + 1 svd) + 1 BSN point
     figures = sorted(p.name for p in (workdir / "results/figures").glob("*.png"))
-    assert figures == ["lm_activation_ratio.png", "lm_facts_vs_frequency.png", "lm_recitation_vs_perplexity.png",
-                       "lm_table1.png", "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png",
-                       "vit_activation_ratio.png",
+    assert figures == ["cost.png", "lm_activation_ratio.png", "lm_facts_vs_frequency.png",
+                       "lm_recitation_vs_perplexity.png", "lm_stress_test.png", "lm_table1.png", "lm_task_retention.png",
+                       "lm_tasks_vs_recitation.png", "lm_training.png", "vit_activation_ratio.png",
                        "vit_rho_sweep.png", "vit_spectra.png", "vit_table2.png", "vit_training.png"]
     assert all((workdir / "logs" / f"{rule}.log").exists()
                for rule in ("vit_train", "vit_factors", "lm_train", "lm_factors", "figures"))
@@ -47,7 +47,7 @@ def test_full_dag_builds_every_output(workdir):
 
 def test_lm_arm_outputs(workdir):
     table1 = pd.read_csv(workdir / "results/tables/table1_lm.csv")
-    assert table1.model.tolist() == ["baseline", "kfac", "svd"]
+    assert table1.model.tolist() == ["baseline", "kfac", "svd", "bsn"]
     base = table1.iloc[0]
     summary = json.loads((workdir / layout(workdir)["lm_sets"].summary).read_text())
     assert summary["memorized_train"]["memorized"] > 0, summary  # the tiny world's model does memorize
@@ -59,10 +59,10 @@ def test_lm_arm_outputs(workdir):
     assert base.ndcg10 == pytest.approx(1.0)
     assert base.perplexity == pytest.approx(base.perplexity_batch_mean, rel=0.2)
     sweep = pd.read_csv(workdir / "results/tables/lm_sweep.csv")
-    assert len(sweep) == 1 + 2 * (2 + 1)  # baseline + 2 layer sets x (2 rhos + 1 svd)
+    assert len(sweep) == 1 + 2 * (2 + 1) + 2  # baseline + 2 layer sets x (2 rhos + 1 svd) + 2 BSN points
     assert (sweep.ndcg10 <= 1 + 1e-9).all()
     selection = json.loads((workdir / "results/lm/selection.json").read_text())
-    assert {selection["kfac"]["method"], selection["svd"]["method"]} == {"kfac", "svd"}
+    assert {m: selection[m]["method"] for m in ("kfac", "svd", "bsn")} == {"kfac": "kfac", "svd": "svd", "bsn": "bsn"}
     tasks = pd.read_csv(workdir / "results/tables/lm_tasks.csv")
     assert set(tasks.family) == {"arithmetic", "facts", "openbook", "logic"}
 
@@ -73,7 +73,7 @@ def test_selection_bound_holds_on_the_reported_perplexity(workdir):
     table1 = pd.read_csv(workdir / "results/tables/table1_lm.csv").set_index("model")
     bound = 100 * yaml.safe_load((workdir / "config/test.yaml").read_text())["lm"]["selection"]["max_perplexity_increase"]
     selection = json.loads((workdir / "results/lm/selection.json").read_text())
-    for method in ("kfac", "svd"):
+    for method in ("kfac", "svd", "bsn"):
         increase = 100 * (table1.perplexity_batch_mean[method] / table1.perplexity_batch_mean["baseline"] - 1)
         assert table1.perplexity_increase_pct[method] == pytest.approx(increase, abs=0.05)
         if selection[method]["within_bound"]:
@@ -88,8 +88,8 @@ def test_second_run_does_nothing(workdir):
 def test_changing_cutoffs_reruns_only_edits_tables_and_figures(workdir):
     cfg = changed_config(workdir, "changed", lambda c: c["vit"]["edit"].update(rhos=[0.5, 0.8, 0.9]))
     counts = job_counts(snakemake(workdir, *cfg, "-n"))
-    # the K-FAC job of each of the 2 layer sets holds the rho list; SVD jobs and the LM arm stay
-    assert counts == {"vit_edits": 2, "vit_tables": 1, "metrics": 1, "figures": 1}, counts
+    # the K-FAC job of each of the 2 layer sets holds the rho list; SVD, BSN jobs and the LM arm stay
+    assert counts == {"vit_edits": 2, "vit_tables": 1, "cost": 1, "metrics": 1, "figures": 1}, counts
 
 
 def test_one_job_per_cutoff_reruns_only_the_changed_cutoff(workdir, tmp_path):
@@ -108,11 +108,11 @@ def test_one_job_per_cutoff_reruns_only_the_changed_cutoff(workdir, tmp_path):
 
     cfg = changed_config(work, "per_cutoff2", change)
     counts = job_counts(snakemake(work, *cfg, "-n"))
-    assert counts == {"vit_edits": 2, "vit_tables": 1, "metrics": 1, "figures": 1}, counts  # rho 0.8, 2 layer sets
+    assert counts == {"vit_edits": 2, "vit_tables": 1, "cost": 1, "metrics": 1, "figures": 1}, counts  # rho 0.8
     # the same sweep as grouped jobs gave: one job per cutoff changes how, not what, is computed
     grouped = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
     assert (work / "results/tables/vit_sweep.csv").read_text() == (workdir / "results/tables/vit_sweep.csv").read_text()
-    assert len(grouped) == 7
+    assert len(grouped) == 8
 
 
 def test_a_changed_cutoff_is_the_only_one_evaluated(workdir, tmp_path):
@@ -136,10 +136,11 @@ def test_a_changed_cutoff_is_the_only_one_evaluated(workdir, tmp_path):
 def test_changing_lm_cutoffs_or_selection_reruns_only_what_depends_on_them(workdir):
     cfg = changed_config(workdir, "changed_lm", lambda c: c["lm"]["edit"].update(rhos=[0.5, 0.7, 0.9]))
     counts = job_counts(snakemake(workdir, *cfg, "-n"))
-    assert counts == {"lm_edits": 2, "lm_tables": 1, "metrics": 1, "figures": 1}, counts
+    after_tables = {"lm_tables": 1, "lm_headline": 1, "cost": 1, "metrics": 1, "figures": 1}
+    assert counts == {"lm_edits": 2, **after_tables}, counts
     cfg = changed_config(workdir, "changed_lm", lambda c: c["lm"]["selection"].update(max_perplexity_increase=0.1))
     counts = job_counts(snakemake(workdir, *cfg, "-n"))
-    assert counts == {"lm_tables": 1, "metrics": 1, "figures": 1}, counts
+    assert counts == after_tables, counts
 
 
 def test_changing_a_training_parameter_reruns_its_dependents_only(workdir):
@@ -148,7 +149,8 @@ def test_changing_a_training_parameter_reruns_its_dependents_only(workdir):
     cfg = changed_config(workdir, "changed_train", lambda c: c["vit"]["train"].update(epochs=4))
     counts = job_counts(snakemake(workdir, *cfg, "-n"))
     assert counts == {"vit_train": 1, "vit_factors": 1, "vit_basis": 1, "vit_baseline": 1, "vit_edits": 4,
-                      "vit_activation_ratio": 1, "vit_tables": 1, "metrics": 1, "figures": 1}, counts
+                      "vit_bsn": 1, "vit_activation_ratio": 1, "vit_tables": 1, "cost": 1, "metrics": 1,
+                      "figures": 1}, counts
 
 
 @pytest.mark.parametrize("arm", ["vit", "lm"])

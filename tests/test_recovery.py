@@ -65,7 +65,7 @@ def test_garbage_edit_result_then_deleted_is_rebuilt(test_run, tmp_path):
     assert not (work / "results/tables/table2_vit.csv").exists()  # Snakemake removed the failed job's outputs
     edit.unlink()
     counts = job_counts(snakemake(work, *CFG, "-n"))
-    assert counts == {"vit_edits": 1, "vit_tables": 1, "metrics": 1, "figures": 1}, counts
+    assert counts == {"vit_edits": 1, "vit_tables": 1, "cost": 1, "metrics": 1, "figures": 1}, counts
     snakemake(work, *CFG)
     same_tables(work, test_run)
 

@@ -37,7 +37,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "vit_factors": {"factors": "results/vit/factors-{fp}.safetensors"},
     "vit_basis": {"basis": "results/vit/basis-{fp}.safetensors", "spectra": "results/vit/spectra-{fp}.parquet"},
     "vit_baseline": {"metrics": "results/vit/edits/baseline.json"},
-    "vit_edits": {"metrics": "results/vit/edits/{layer_set}/{method}/{chunk}.json"},
+    "vit_edits": {"metrics": "results/vit/edits/{layer_set}/{method}/{chunk}.json",
+                  "cost": "results/cost/vit_edits/{layer_set}/{method}/{chunk}.json"},
+    "vit_bsn": {"metrics": "results/vit/bsn/{layer_set}/{setting}.json",
+                "cost": "results/cost/vit_bsn/{layer_set}/{setting}.json"},
     "vit_activation_ratio": {"ratio": "results/vit/activation_ratio.parquet"},
     "vit_tables": {"table2": "results/tables/table2_vit.csv", "sweep": "results/tables/vit_sweep.csv",
                    "activation": "results/tables/vit_activation_ratio.csv",
@@ -50,14 +53,22 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "lm_factors": {"factors": "results/lm/factors-{fp}.safetensors"},
     "lm_basis": {"basis": "results/lm/basis-{fp}.safetensors", "spectra": "results/lm/spectra-{fp}.parquet"},
     "lm_baseline": {"metrics": "results/lm/edits/baseline.json", "reference": "results/lm/reference_top10.safetensors"},
-    "lm_edits": {"metrics": "results/lm/edits/{layer_set}/{method}/{chunk}.json"},
+    "lm_edits": {"metrics": "results/lm/edits/{layer_set}/{method}/{chunk}.json",
+                 "cost": "results/cost/lm_edits/{layer_set}/{method}/{chunk}.json"},
+    "lm_bsn": {"metrics": "results/lm/bsn/{layer_set}/{setting}.json",
+               "masks": "results/lm/bsn/{layer_set}/{setting}.safetensors",
+               "cost": "results/cost/lm_bsn/{layer_set}/{setting}.json"},
     "lm_activation_ratio": {"ratio": "results/lm/activation_ratio.parquet"},
     "lm_tables": {"table1": "results/tables/table1_lm.csv", "sweep": "results/tables/lm_sweep.csv",
                   "tasks": "results/tables/lm_tasks.csv", "facts": "results/tables/lm_facts.csv",
                   "activation": "results/tables/lm_activation_ratio.csv", "selection": "results/lm/selection.json",
-                  "kfac_plot": "results/plots/lm_kfac_sweep.csv", "svd_plot": "results/plots/lm_svd_sweep.csv"},
+                  "kfac_plot": "results/plots/lm_kfac_sweep.csv", "svd_plot": "results/plots/lm_svd_sweep.csv",
+                  "table7": "results/tables/table7_lm_coherence.csv"},
+    "lm_headline": {"stress": "results/lm/stress.json", "table6": "results/tables/table6_lm_stress.csv",
+                    "generations": "results/tables/table12_lm_generations.md"},
     # both arms
     "metrics": {"metrics": "results/metrics.json"},
+    "cost": {"table": "results/tables/cost.csv"},
     "figures": {"figures": "results/figures"},
 }
 DIRECTORIES = {("lm_import", "model"), ("lm_train", "model"), ("figures", "figures")}
@@ -73,6 +84,30 @@ def cutoff_token(cutoff: float) -> str:
     """A cutoff as it appears in file names: the shortest text that reads back as the same float
     (0.9999999 -> '0.9999999', 1 -> '1.0'), so distinct cutoffs never share a file."""
     return repr(float(cutoff))
+
+
+# The BalancedSubnet grid's axes besides the layer set: setting key -> the config list it takes values from.
+BSN_AXES = {"ratio": "ratios", "loss_weight": "loss_weights", "epochs": "epochs", "lr": "lrs"}
+
+
+def bsn_setting_token(setting: dict) -> str:
+    """A BalancedSubnet grid point as it appears in file names, exact like `cutoff_token`:
+    ratio 0.0015, loss weight 0.7, 5 epochs, lr 0.3 -> 'r0.0015-w0.7-e5-lr0.3'."""
+    return (f"r{cutoff_token(setting['ratio'])}-w{cutoff_token(setting['loss_weight'])}-e{int(setting['epochs'])}"
+            f"-lr{cutoff_token(setting['lr'])}")
+
+
+def bsn_grid(bsn: dict) -> list[dict]:
+    """Every setting of a `bsn:` config section: the product of its layer sets and hyper-parameter lists,
+    each with its `layer_set` and file-name `token`."""
+    import itertools
+
+    grid = []
+    for layer_set in bsn["layer_sets"]:
+        for values in itertools.product(*(bsn[axis] for axis in BSN_AXES.values())):
+            setting = {"layer_set": layer_set, **dict(zip(BSN_AXES, values))}
+            grid.append({**setting, "token": bsn_setting_token(setting)})
+    return grid
 
 
 @dataclass
@@ -167,7 +202,7 @@ class Layout:
 def _pattern(template: str, directory: bool) -> re.Pattern:
     regex = re.escape(template)
     for name, sub in (("fp", f"[0-9a-f]{{{FP_CHARS}}}"), ("ext", "[a-z]+"), ("layer_set", "[^/]+"),
-                      ("method", "[^/]+"), ("chunk", "[^/]+")):
+                      ("method", "[^/]+"), ("chunk", "[^/]+"), ("setting", "[^/]+")):
         regex = regex.replace(re.escape("{" + name + "}"), sub)
     return re.compile(f"(^|/){regex}{'(/.*)?' if directory else ''}$")
 

@@ -35,6 +35,7 @@ STAGES = {
     "vit_basis": "curvmem.basis:basis_stage",
     "vit_baseline": "curvmem.vision.stages:baseline",
     "vit_edits": "curvmem.vision.stages:edits",
+    "vit_bsn": "curvmem.vision.stages:bsn",
     "vit_activation_ratio": "curvmem.vision.stages:activation_ratio",
     "vit_tables": "curvmem.vision.stages:tables",
     "lm_data": "curvmem.lm.stages:data",
@@ -45,9 +46,12 @@ STAGES = {
     "lm_basis": "curvmem.basis:basis_stage",
     "lm_baseline": "curvmem.lm.stages:baseline",
     "lm_edits": "curvmem.lm.stages:edits",
+    "lm_bsn": "curvmem.lm.stages:bsn",
     "lm_activation_ratio": "curvmem.lm.stages:activation_ratio",
     "lm_tables": "curvmem.lm.stages:tables",
+    "lm_headline": "curvmem.lm.stages:headline",
     "metrics": "curvmem.study:metrics",
+    "cost": "curvmem.study:cost",
     "figures": "curvmem.study:figures",
 }
 EXPECTED = (ConfigError, InputError, ArtifactError)  # problems whose message says all: no traceback

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .artifacts import cutoff_token
+from .artifacts import BSN_AXES, bsn_grid, cutoff_token
 from .common import ConfigError
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -78,6 +78,21 @@ def check_cutoffs(arm: str, edit: dict) -> None:
             raise ConfigError(f"config key {arm}.edit.{key}: {edit[key]} holds the same cutoff twice")
 
 
+def check_bsn(arm: str, section: dict) -> None:
+    """The BalancedSubnet grid masks layer sets of the edits (same patterns, same modules); a headline
+    setting, where the arm has one, is a point of the grid."""
+    bsn = section["bsn"]
+    for i, name in enumerate(bsn["layer_sets"]):
+        if name not in section["edit"]["layer_sets"]:
+            raise ConfigError(f"config key {arm}.bsn.layer_sets[{i}]: {name!r} is not in {arm}.edit.layer_sets")
+    headline = (section.get("headline") or {}).get("bsn")
+    if headline:
+        grid = [{k: v for k, v in s.items() if k != "token"} for s in bsn_grid(bsn)]
+        if headline not in grid:
+            raise ConfigError(f"config key {arm}.headline.bsn: {headline} is not a point of the {arm}.bsn grid "
+                              f"(layer_sets x {' x '.join(BSN_AXES.values())})")
+
+
 class Memo:
     """A JSON cache of slow, pure checks: memo(key, fn) returns fn() computed once per key
     (kept in `path` across runs; in memory only when path is None)."""
@@ -127,11 +142,13 @@ def validate(config: dict, memo: Memo | None = None) -> dict:
         from .vision import checks as vit_checks
 
         check_cutoffs("vit", config["vit"]["edit"])
+        check_bsn("vit", config["vit"])
         vit_checks.check(config["vit"], config["scale"], memo)
     if "lm" in config:
         from .lm import checks as lm_checks
 
         check_cutoffs("lm", config["lm"]["edit"])
+        check_bsn("lm", config["lm"])
         lm_checks.check(config["lm"], config["scale"], memo)
     return config
 

@@ -15,7 +15,9 @@ from . import io  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-MODEL_LABELS = {"baseline": "unedited", "svd": "SVD", "kfac": "K-FAC"}
+MODEL_LABELS = {"baseline": "unedited", "svd": "SVD", "kfac": "K-FAC", "bsn": "BSN", "bsn (ours)": "BSN (ours)"}
+METHOD_PALETTE = {"unedited": "#7f7f7f", "K-FAC": "#1f77b4", "SVD": "#ff7f0e", "BSN": "#2ca02c",
+                  "BSN (ours)": "#2ca02c"}
 
 
 def theme() -> None:
@@ -28,6 +30,26 @@ def save(fig, out: Path, name: str) -> None:
         fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
     plt.close(fig)
     log.info("wrote %s", path)
+
+
+def cost_figure(cost: pd.DataFrame, out: Path) -> None:
+    """Seconds and peak memory each method needs beyond the trained model, per arm (the cost table)."""
+    if cost.empty:
+        return
+    frame = cost.assign(method=cost.method.map(MODEL_LABELS))
+    grid = sns.catplot(frame, x="scope", y="seconds", hue="method", col="arm", kind="bar", height=4, aspect=1.2,
+                       palette=METHOD_PALETTE, sharey=False)
+    for ax, arm in zip(grid.axes.flat, grid.col_names):
+        ax.set_yscale("log")
+        for container, method in zip(ax.containers, [t.get_text() for t in grid.legend.texts]):
+            mb = frame[(frame.arm == arm) & (frame.method == method)].set_index("scope").peak_rss_mb
+            labels = [f"{mb.get(s, float('nan')):.0f} MB" for s in ("headline edit", "whole sweep")]
+            ax.bar_label(container, labels=labels[:len(container)], fontsize=7)
+    grid.set_axis_labels("", "seconds (log scale)")
+    grid.set_titles("{col_name} arm")
+    grid.figure.suptitle("Cost beyond the trained model (labels: peak memory): K-FAC = factors + eigendecompositions "
+                         "+ edits; SVD = decompositions + edits; BSN = mask training", y=1.04, fontsize=10)
+    save(grid.figure, out, "cost.png")
 
 
 def activation_bands(activation: pd.DataFrame, out: Path, name: str, title: str, note: str | None = None) -> None:

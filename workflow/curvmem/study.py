@@ -1,4 +1,5 @@
-"""The study's jobs that span both arms: the headline metrics file DVC reads, and the figures.
+"""The study's jobs that span both arms: the headline metrics file DVC reads, the cost of each
+method, and the figures.
 
 `results/figures` stands for the whole study: its rule reads every artifact and result of the
 configured arms (`study`, plus the stamp that marks a run which found some of them missing), so
@@ -40,8 +41,101 @@ def metrics(params: dict, *, metrics: str, vit_table2: str | None = None, lm_tab
                                         "perplexity_increase_pct", "ndcg10"])
         tasks = pd.read_csv(lm_tasks)
         out["lm_retention_pct"] = {m: {r.family: _clean(r[f"{m}_retention_pct"]) for _, r in tasks.iterrows()}
-                                   for m in ("kfac", "svd")}
+                                   for m in ("kfac", "svd", "bsn")}
     io.save_json(out, metrics)
+
+
+@dataclass
+class CostParams:
+    benchmarks: dict = field(default_factory=dict)   # rule -> its benchmark file (whole jobs a method needs)
+    vit_headline: dict = field(default_factory=dict)  # vit.headline: the ViT's headline settings
+
+
+def _benchmark(path: str | None) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of a job from Snakemake's benchmark file; NaN if the job did not
+    run here (its artifact was pulled with DVC, or the file is gone)."""
+    import pandas as pd
+
+    if not path or not Path(path).exists():
+        return math.nan, math.nan
+    frame = pd.read_csv(path, sep="\t")
+    return float(frame["s"].iloc[-1]), float(frame["max_rss"].iloc[-1])
+
+
+def _nanmax(values) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return max(known) if known else math.nan
+
+
+def _headline_settings(arm: str, params: CostParams, lm_selection: dict | None) -> dict[str, tuple[str, str]]:
+    """method -> (layer set, setting) of the arm's headline edits."""
+    from .artifacts import bsn_setting_token, cutoff_token
+
+    if arm == "lm":
+        return {m: (c["layer_set"], c["setting"]) for m, c in (lm_selection or {}).items()}
+    h = params.vit_headline
+    return {"kfac": (h["layer_set"], cutoff_token(h["rho"])), "svd": (h["layer_set"], cutoff_token(h["svd_drop_fraction"])),
+            "bsn": (h["bsn"]["layer_set"], bsn_setting_token(h["bsn"]))}
+
+
+def cost_table(params: CostParams, records: list[dict], lm_selection: dict | None) -> "pd.DataFrame":
+    """What each method needs beyond the trained model, for its headline edit and for its whole sweep
+    (evaluation never counted):
+    - K-FAC: the factor collection and eigendecomposition jobs (shared by every K-FAC edit), then per
+      layer set the basis change and pair order, and per cutoff the edit;
+    - SVD: per layer set the SVDs, per cutoff the edit;
+    - BalancedSubnet: the mask training of each grid point.
+    Peak memory is that of the jobs involved up to the end of the method's own work."""
+    import pandas as pd
+
+    rows = []
+    for arm in ("vit", "lm"):
+        head = _headline_settings(arm, params, lm_selection)
+        (factor_s, factor_mb), (basis_s, basis_mb) = (_benchmark(params.benchmarks.get(f"{arm}_{rule}"))
+                                                      for rule in ("factors", "basis"))
+        for method in ("kfac", "svd", "bsn"):
+            mine = [r for r in records if r["arm"] == arm and r["method"] == method]
+            if not mine:
+                continue
+            shared_s, shared_mb = (factor_s + basis_s, _nanmax([factor_mb, basis_mb])) if method == "kfac" else (0.0, math.nan)
+            one = {}  # (layer set, setting) -> seconds of making that one edited model
+            for r in mine:
+                if method == "bsn":
+                    one[(r["layer_set"], r["setting"])] = r["train_seconds"]
+                else:
+                    for token, apply_s in r["apply_seconds"].items():
+                        one[(r["layer_set"], token)] = r.get("decompose_seconds", math.nan) + apply_s
+            if method == "bsn":
+                sweep_s = sum(one.values())
+            else:  # each layer set is decomposed once for all its cutoffs
+                sweep_s = sum(r.get("decompose_seconds", math.nan) + sum(r["apply_seconds"].values()) for r in mine)
+            peak_mb = _nanmax([shared_mb, *(r.get("peak_rss_mb", math.nan) for r in mine)])
+            what = {"kfac": f"factors {factor_s:.1f} s + eigendecompositions {basis_s:.1f} s + basis change, "
+                            f"pair order and edit", "svd": "SVDs and edit", "bsn": "mask training"}[method]
+            key = head.get(method)
+            headline_mb = _nanmax([shared_mb, *(r.get("peak_rss_mb", math.nan) for r in mine
+                                                if key and r["layer_set"] == key[0])])
+            rows.append({"arm": arm, "method": method, "scope": "headline edit", "settings": 1,
+                         "seconds": shared_s + one.get(key, math.nan), "peak_rss_mb": headline_mb, "what": what,
+                         "headline": "/".join(key) if key else ""})
+            rows.append({"arm": arm, "method": method, "scope": "whole sweep", "settings": len(one),
+                         "seconds": shared_s + sweep_s, "peak_rss_mb": peak_mb, "what": what, "headline": ""})
+    return pd.DataFrame(rows, columns=["arm", "method", "scope", "settings", "seconds", "peak_rss_mb", "what",
+                                       "headline"])
+
+
+def cost(params: CostParams, *, table: str, records: list[str], after: list[str],
+         lm_selection: str | None = None) -> None:
+    """Rule cost: wall time and peak memory of what each method needs beyond the trained model (the
+    jobs' benchmark files and the timings the edit and BSN jobs record; `after`: results it waits for)."""
+    loaded = []
+    for path in records:
+        record = io.load_json(path)
+        record["arm"] = Path(path).parts[2].split("_")[0]  # results/cost/<arm>_<rule>/...
+        loaded.append(record)
+    frame = cost_table(params, loaded, io.load_json(lm_selection) if lm_selection else None)
+    io.save_csv(frame, table)
+    log.info("cost:\n%s", frame.round(2).to_string(index=False))
 
 
 @dataclass
@@ -53,11 +147,12 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
             vit_sweep: str | None = None, vit_activation: str | None = None, vit_spectra: str | None = None,
             vit_train_metrics: str | None = None, lm_table1: str | None = None, lm_sweep: str | None = None,
             lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
-            lm_selection: str | None = None, lm_train_metrics: str | None = None) -> None:
+            lm_selection: str | None = None, lm_train_metrics: str | None = None, lm_table6: str | None = None,
+            cost: str | None = None) -> None:
     """Rule figures: every figure of the configured arms into one folder (each arm draws its own)."""
     import pandas as pd
 
-    from .plotting import theme
+    from .plotting import cost_figure, theme
 
     theme()
     out = Path(figures)
@@ -78,5 +173,7 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
         sweep = pd.read_csv(lm_sweep, keep_default_na=False, na_values=[""])
         lm_figures.draw(out, table1=pd.read_csv(lm_table1), sweep=sweep, tasks=pd.read_csv(lm_tasks),
                         facts=pd.read_csv(lm_facts), activation=pd.read_csv(lm_activation),
-                        selection=io.load_json(lm_selection),
+                        selection=io.load_json(lm_selection), table6=pd.read_csv(lm_table6),
                         history=io.load_json(lm_train_metrics)["history"] if lm_train_metrics else None)
+    if cost:
+        cost_figure(pd.read_csv(cost), out)

@@ -2,8 +2,10 @@
 files of the edit jobs, and one table of them.
 
 Every edit job writes `{"edits": [row, ...]}`, one row per cutoff (the baseline job one row with
-method "none"); a row holds `method`, `layer_set`, `cutoff`, `modules`, `kept_fraction` and the
-arm's metrics.
+method "none", a BalancedSubnet job one row with method "bsn"); a row holds `method`, `layer_set`,
+`cutoff` (rho, the dropped fraction of singular values, or BSN's zeroed ratio), `setting` (what
+names the row within its method and layer set: the exact cutoff, or the BSN grid point),
+`modules`, `kept_fraction` and the arm's metrics.
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ import pandas as pd
 
 from . import io
 from .artifacts import is_fingerprinted
+from .bsn import BSNConfig
 
 log = logging.getLogger(__name__)
 
-METHOD_ORDER = {"none": 0, "kfac": 1, "svd": 2}
-ROW_KEYS = ("method", "layer_set", "cutoff", "modules", "kept_fraction")
+METHOD_ORDER = {"none": 0, "kfac": 1, "svd": 2, "bsn": 3}
+ROW_KEYS = ("method", "layer_set", "cutoff", "setting", "modules", "kept_fraction")
 
 
 @dataclass
@@ -38,13 +41,26 @@ class EditSpec:
     cutoffs: list = field(default_factory=list)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (what the method's part of a job needed)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None], memo_dir,
-                  prepare: Callable[[], tuple]) -> list[dict]:
-    """One row per cutoff of `spec`, in its order: taken from the memo of an earlier run with the same
-    evaluation parameters, inputs and code, or computed. Only if a cutoff is missing, `prepare()`
-    loads what evaluating needs, once: it returns (model, evaluate, basis path or None), with
-    `evaluate(model)` the arm's metrics of the model as it is. Each layer is decomposed once
-    (`edit.ModelEditor`) for all the cutoffs computed."""
+                  prepare: Callable[[], tuple]) -> tuple[list[dict], dict]:
+    """One row per cutoff of `spec`, in its order, and the cost of the edit itself (timings, which
+    never enter a row). Rows are taken from the memo of an earlier run with the same evaluation
+    parameters, inputs and code, or computed. Only if a cutoff is missing, `prepare()` loads what
+    evaluating needs, once: it returns (model, evaluate, basis path or None), with `evaluate(model)`
+    the arm's metrics of the model as it is. Each layer is decomposed once (`edit.ModelEditor`) for
+    all the cutoffs computed.
+
+    The cost holds `decompose_seconds` (the basis change and pair order, or the SVDs, of every
+    layer), `apply_seconds` and `evaluate_seconds` per cutoff, and `peak_rss_mb` after decomposing;
+    reused cutoffs bring the timings of the run that computed them."""
+    from .artifacts import cutoff_token
     from .basis import load_basis
     from .edit import ModelEditor
     from .kfac import linear_names
@@ -52,24 +68,34 @@ def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None
 
     identity = {"evaluation": evaluation, "spec": {k: v for k, v in asdict(spec).items() if k != "cutoffs"}}
     memo = CutoffMemo(memo_dir, identity, inputs)
-    rows = {c: memo.get(c) for c in spec.cutoffs}
-    todo = [c for c, row in rows.items() if row is None]
+    entries = {c: memo.get(c) for c in spec.cutoffs}
+    todo = [c for c, entry in entries.items() if entry is None]
     log.info("%s %s: %d cutoff(s) to evaluate, %d from earlier runs", spec.method, spec.layer_set, len(todo),
-             len(rows) - len(todo))
+             len(entries) - len(todo))
+    cost = {"method": spec.method, "layer_set": spec.layer_set, **(memo.get(None) or {})}
     if todo:
         model, evaluate, basis = prepare()
         names = resolve_layer_set(linear_names(model), spec.factor_modules, spec.patterns)
         layers = {n: m for n, m in model.named_modules() if n in names}
+        t0 = time.perf_counter()
         editor = ModelEditor(model, names, spec.method, load_basis(basis, layers) if spec.method == "kfac" else None)
+        cost.update(decompose_seconds=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(), n_layers=len(names))
+        memo.put(None, {k: cost[k] for k in ("decompose_seconds", "peak_rss_mb", "n_layers")})
         for cutoff in todo:
-            t0 = time.time()
+            t0 = time.perf_counter()
             with editor.applied(cutoff) as kept:
+                t1 = time.perf_counter()
                 metrics = evaluate(model)
-            rows[cutoff] = {"method": spec.method, "layer_set": spec.layer_set, "cutoff": cutoff, "modules": names,
-                            "kept_fraction": float(np.mean(list(kept.values()))), **metrics}
-            memo.put(cutoff, rows[cutoff])
-            log.info("%s %s %r evaluated in %.1fs", spec.method, spec.layer_set, cutoff, time.time() - t0)
-    return [rows[c] for c in spec.cutoffs]
+            row = {"method": spec.method, "layer_set": spec.layer_set, "cutoff": cutoff,
+                   "setting": cutoff_token(cutoff), "modules": names,
+                   "kept_fraction": float(np.mean(list(kept.values()))), **metrics}
+            entries[cutoff] = {"row": row, "apply_seconds": t1 - t0, "evaluate_seconds": time.perf_counter() - t1}
+            memo.put(cutoff, entries[cutoff])
+            log.info("%s %s %r evaluated in %.1fs", spec.method, spec.layer_set, cutoff, time.perf_counter() - t0)
+    cost["apply_seconds"] = {cutoff_token(c): e["apply_seconds"] for c, e in entries.items()}
+    cost["evaluate_seconds"] = {cutoff_token(c): e["evaluate_seconds"] for c, e in entries.items()}
+    cost["reused"] = [cutoff_token(c) for c in spec.cutoffs if c not in todo]
+    return [entries[c]["row"] for c in spec.cutoffs], cost
 
 
 class CutoffMemo:
@@ -77,11 +103,12 @@ class CutoffMemo:
     sweep recomputes only that cutoff while the job still loads the model once.
 
     An entry's key covers everything its result depends on: the job's parameters (without its list
-    of cutoffs, so another list finds the cutoffs it shares), the cutoff, every input (a fingerprinted artifact by its path, which names its
-    content; any other file by its bytes) and the library's source code, so a changed library
-    recomputes everything. Entries are written atomically once a cutoff is evaluated: a killed job
-    leaves nothing half-made. They live beside the results (`edits/.memo/`); deleting the folder
-    only costs time.
+    of cutoffs, so another list finds the cutoffs it shares), the cutoff, every input (a
+    fingerprinted artifact by its path, which names its content; any other file by its bytes) and
+    the library's source code, so a changed library recomputes everything. The entry of cutoff None
+    holds what the job measured once for all cutoffs (its decomposition's cost). Entries are written
+    atomically once a cutoff is evaluated: a killed job leaves nothing half-made. They live beside
+    the results (`edits/.memo/`); deleting the folder only costs time.
     """
 
     def __init__(self, directory, params: dict, inputs: dict[str, str | None]):
@@ -91,11 +118,11 @@ class CutoffMemo:
                     for name, path in inputs.items()}
         self.base = {"params": params, "inputs": identity, "code": _code_digest()}
 
-    def _path(self, cutoff: float) -> Path:
+    def _path(self, cutoff: float | None) -> Path:
         blob = json.dumps({**self.base, "cutoff": cutoff}, sort_keys=True, default=str)
         return self.directory / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"
 
-    def get(self, cutoff: float) -> dict | None:
+    def get(self, cutoff: float | None) -> dict | None:
         path = self._path(cutoff)
         if not path.exists():
             return None
@@ -104,8 +131,8 @@ class CutoffMemo:
         except io.ArtifactError:  # unreadable: recompute and overwrite
             return None
 
-    def put(self, cutoff: float, row: dict) -> None:
-        io.save_json(row, self._path(cutoff))
+    def put(self, cutoff: float | None, entry: dict) -> None:
+        io.save_json(entry, self._path(cutoff))
 
 
 def _file_digest(path) -> str:
@@ -144,8 +171,8 @@ def sweep_frame(rows: list[dict]) -> pd.DataFrame:
     """One row per edit, baseline first, then K-FAC and SVD by layer set and cutoff."""
     frame = pd.DataFrame(rows)
     assert (frame.method == "none").sum() == 1, "the sweep needs exactly one unedited baseline"
-    frame.loc[frame.method == "none", ["layer_set", "cutoff"]] = ["", float("nan")]
-    return frame.sort_values(["method", "layer_set", "cutoff"],
+    frame.loc[frame.method == "none", ["layer_set", "cutoff", "setting"]] = ["", float("nan"), ""]
+    return frame.sort_values(["method", "layer_set", "cutoff", "setting"],
                              key=lambda c: c.map(METHOD_ORDER) if c.name == "method" else c, ignore_index=True)
 
 
@@ -155,3 +182,48 @@ def method_curve(sweep: pd.DataFrame, method: str, layer_set: str, columns: dict
     columns `x` and the renamed metric columns, sorted by cutoff."""
     rows = sweep[(sweep.method == method) & (sweep.layer_set == layer_set)].sort_values("cutoff")
     return pd.concat([rows.cutoff.rename(x), rows[list(columns)].rename(columns=columns)], axis=1)
+
+
+@dataclass
+class SubnetSpec:
+    """What one BalancedSubnet job trains: one point of the grid, on one layer set."""
+
+    layer_set: str = ""
+    patterns: list = field(default_factory=list)          # the layer set's module patterns (as the edits')
+    factor_modules: list = field(default_factory=list)    # a set resolves within the factor modules
+    token: str = ""                                       # the grid point's name (`artifacts.bsn_setting_token`)
+    config: BSNConfig = field(default_factory=BSNConfig)
+
+
+def subnet_result(spec: SubnetSpec, model, n_forget: int, n_retain: int, losses,
+                  evaluate: Callable) -> tuple[dict, dict, dict]:
+    """Train the BalancedSubnet masks of `spec` on `model`, evaluate the baked model (restored
+    afterwards); returns (row, zeroed flat indices per module, cost). With an empty forget set
+    nothing is masked and the row says so."""
+    from .bsn import baked, train_subnet
+    from .kfac import linear_names
+    from .layers import resolve_layer_set
+
+    names = resolve_layer_set(linear_names(model), spec.factor_modules, spec.patterns)
+    cfg = spec.config
+    t0 = time.perf_counter()
+    if n_forget:
+        zeroed, history = train_subnet(model, names, cfg, n_forget, n_retain, losses)
+    else:
+        log.warning("no verified memorized training examples: BSN has nothing to forget, nothing is masked")
+        zeroed, history = {}, []
+    cost = {"method": "bsn", "layer_set": spec.layer_set, "setting": spec.token, "n_layers": len(names),
+            "train_seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "steps": len(history)}
+    t1 = time.perf_counter()
+    with baked(model, zeroed):
+        metrics = evaluate(model)
+    cost["evaluate_seconds"] = time.perf_counter() - t1
+    numel = {n: m.weight.numel() for n, m in model.named_modules() if n in names}
+    kept = 1 - sum(len(zeroed.get(n, [])) for n in names) / sum(numel.values())
+    last = history[-1] if history else {}
+    row = {"method": "bsn", "layer_set": spec.layer_set, "cutoff": cfg.ratio, "setting": spec.token, "modules": names,
+           "kept_fraction": kept, "bsn": {"ratio": cfg.ratio, "loss_weight": cfg.loss_weight, "epochs": cfg.epochs,
+                                          "lr": cfg.lr, "trained": bool(n_forget),
+                                          "final_forget_loss": last.get("forget_loss"),
+                                          "final_retain_loss": last.get("retain_loss")}, **metrics}
+    return row, zeroed, cost

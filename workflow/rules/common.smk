@@ -6,7 +6,7 @@ import shlex
 import sys
 import time
 
-from curvmem.artifacts import TEMPLATES, Layout, cutoff_token, lm_model_rule
+from curvmem.artifacts import TEMPLATES, Layout, bsn_grid, cutoff_token, lm_model_rule
 from curvmem.config import ConfigError, Memo, file_digests, validate
 
 try:
@@ -85,6 +85,40 @@ def edit_params(arm: str, wildcards) -> dict:
                                    "cutoffs": cutoff_chunks(arm)[wildcards.method][wildcards.chunk]}}
 
 
+def bsn_points(arm: str) -> dict[tuple[str, str], dict]:
+    """(layer set, setting token) -> the BalancedSubnet grid point of an arm."""
+    return {(point["layer_set"], point["token"]): point for point in bsn_grid(config[arm]["bsn"])}
+
+
+def bsn_results(arm: str, output: str = "metrics") -> list[str]:
+    """One output of every BalancedSubnet job of an arm (its metrics, masks or cost)."""
+    template = TEMPLATES[f"{arm}_bsn"][output]
+    return [template.format(layer_set=layer_set, setting=token) for layer_set, token in bsn_points(arm)]
+
+
+def bsn_params(arm: str, wildcards) -> dict:
+    section = config[arm]
+    point = bsn_points(arm)[(wildcards.layer_set, wildcards.setting)]
+    training = {k: v for k, v in section["bsn"].items() if k in ("batch_size", "momentum", "weight_decay", "seed")}
+    spec = {"layer_set": wildcards.layer_set, "patterns": section["edit"]["layer_sets"][wildcards.layer_set],
+            "factor_modules": section["factors"]["modules"], "token": wildcards.setting,
+            "config": {**{k: point[k] for k in ("ratio", "loss_weight", "epochs", "lr")}, **training}}
+    context = {"model": section["model"]} if arm == "vit" else {"factors": section["factors"]}
+    return {**context, "eval": section["eval"], "bsn": spec}
+
+
+def cost_records() -> list[str]:
+    """The timings every edit and BalancedSubnet job records."""
+    out = []
+    for arm in ("vit", "lm"):
+        if config.get(arm):
+            out += [TEMPLATES[f"{arm}_edits"]["cost"].format(layer_set=layer_set, method=method, chunk=chunk)
+                    for layer_set in config[arm]["edit"]["layer_sets"]
+                    for method, chunks in cutoff_chunks(arm).items() for chunk in chunks]
+            out += bsn_results(arm, "cost")
+    return out
+
+
 def edit_basis(arm: str):
     """The curvature basis, for K-FAC edits only (SVD needs none and must not wait for it)."""
     return lambda wildcards: [ART[f"{arm}_basis"].basis] if wildcards.method == "kfac" else []
@@ -108,10 +142,14 @@ def study_stamp(study: list[str]) -> str:
 
 
 def cheap_outputs() -> list[str]:
-    """Every result rebuilt from the expensive artifacts: edits, activation ratios, tables, metrics."""
+    """Every result rebuilt from the expensive artifacts: edits, BalancedSubnet, activation ratios,
+    the headline models' analyses, tables, metrics, cost."""
     out = []
     for arm in ("vit", "lm"):
         if config.get(arm):
             out += [*TEMPLATES[f"{arm}_baseline"].values(), *edit_results(arm),
+                    *(path for name in TEMPLATES[f"{arm}_bsn"] if name != "cost" for path in bsn_results(arm, name)),
                     *TEMPLATES[f"{arm}_activation_ratio"].values(), *TEMPLATES[f"{arm}_tables"].values()]
-    return out + list(TEMPLATES["metrics"].values())
+    if config.get("lm"):
+        out += TEMPLATES["lm_headline"].values()
+    return out + list(TEMPLATES["metrics"].values()) + list(TEMPLATES["cost"].values()) + cost_records()

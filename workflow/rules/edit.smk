@@ -1,12 +1,13 @@
 # Edits and their evaluation. One job per layer set and method evaluates every cutoff (the model is
 # loaded and each layer decomposed once); with edit.one_job_per_cutoff each cutoff is its own job,
 # to spread a paper-scale sweep over a cluster. Changing the cutoffs reruns the jobs that hold them,
-# then the tables and figures.
+# then the tables and figures. BalancedSubnet trains one job per point of its grid.
 
 wildcard_constraints:
     layer_set="[A-Za-z0-9_]+",
     method="kfac|svd",
     chunk="all|[0-9][0-9.e+-]*",
+    setting="r[0-9][0-9A-Za-z.+-]*",
 
 
 if VIT:
@@ -45,6 +46,21 @@ if VIT:
             "logs/vit_edits/{layer_set}/{method}/{chunk}.log",
         benchmark:
             "logs/benchmarks/vit_edits/{layer_set}/{method}/{chunk}.tsv"
+        shell:
+            STAGE
+
+    rule vit_bsn:
+        input:
+            **VIT_EVAL_INPUTS,
+        output:
+            **TEMPLATES["vit_bsn"],
+        params:
+            **stage("vit_bsn", lambda wildcards: bsn_params("vit", wildcards)),
+        threads: config["threads"]["edit"]
+        log:
+            "logs/vit_bsn/{layer_set}/{setting}.log",
+        benchmark:
+            "logs/benchmarks/vit_bsn/{layer_set}/{setting}.tsv"
         shell:
             STAGE
 
@@ -104,6 +120,22 @@ if LM:
             "logs/lm_edits/{layer_set}/{method}/{chunk}.log",
         benchmark:
             "logs/benchmarks/lm_edits/{layer_set}/{method}/{chunk}.tsv"
+        shell:
+            STAGE
+
+    rule lm_bsn:
+        input:
+            **LM_EVAL_INPUTS,
+            reference=TEMPLATES["lm_baseline"]["reference"],
+        output:
+            **TEMPLATES["lm_bsn"],
+        params:
+            **stage("lm_bsn", lambda wildcards: bsn_params("lm", wildcards)),
+        threads: config["threads"]["edit"]
+        log:
+            "logs/lm_bsn/{layer_set}/{setting}.log",
+        benchmark:
+            "logs/benchmarks/lm_bsn/{layer_set}/{setting}.tsv"
         shell:
             STAGE
 

@@ -10,6 +10,7 @@ if VIT:
         input:
             baseline=TEMPLATES["vit_baseline"]["metrics"],
             edits=edit_results("vit"),
+            bsn=bsn_results("vit"),
             ratio=TEMPLATES["vit_activation_ratio"]["ratio"],
         output:
             **TEMPLATES["vit_tables"],
@@ -29,6 +30,7 @@ if LM:
         input:
             baseline=TEMPLATES["lm_baseline"]["metrics"],
             edits=edit_results("lm"),
+            bsn=bsn_results("lm"),
             ratio=TEMPLATES["lm_activation_ratio"]["ratio"],
         output:
             **TEMPLATES["lm_tables"],
@@ -38,6 +40,28 @@ if LM:
             "logs/lm_tables.log",
         benchmark:
             "logs/benchmarks/lm_tables.tsv"
+        shell:
+            STAGE
+
+    rule lm_headline:
+        input:
+            model=lm_model(),
+            sets=ART["lm_sets"].sets,
+            tasks=ART["lm_data"].tasks,
+            basis=ART["lm_basis"].basis,
+            selection=TEMPLATES["lm_tables"]["selection"],
+            masks=bsn_results("lm", "masks"),
+        output:
+            **TEMPLATES["lm_headline"],
+        params:
+            **stage("lm_headline", {"eval": LM["eval"], "layer_sets": LM["edit"]["layer_sets"],
+                                    "factor_modules": LM["factors"]["modules"], "stress": LM["stress"],
+                                    "generations": LM["generations"]}),
+        threads: config["threads"]["edit"]
+        log:
+            "logs/lm_headline.log",
+        benchmark:
+            "logs/benchmarks/lm_headline.tsv"
         shell:
             STAGE
 
@@ -58,6 +82,25 @@ rule metrics:
         STAGE
 
 
+rule cost:
+    input:
+        records=cost_records(),
+        after=[TEMPLATES[f"{arm}_tables"]["sweep"] for arm in ("vit", "lm") if config.get(arm)],
+        **({"lm_selection": TEMPLATES["lm_tables"]["selection"]} if LM else {}),
+    output:
+        **TEMPLATES["cost"],
+    params:
+        **stage("cost", {"vit_headline": VIT["headline"] if VIT else {},
+                         "benchmarks": {f"{arm}_{rule}": f"logs/benchmarks/{arm}_{rule}.tsv" for arm in ("vit", "lm")
+                                        for rule in ("factors", "basis") if config.get(arm)}}),
+    log:
+        "logs/cost.log",
+    benchmark:
+        "logs/benchmarks/cost.tsv"
+    shell:
+        STAGE
+
+
 STUDY = [*ART.expensive_paths(), *cheap_outputs()]  # every artifact and result of the configured arms
 
 
@@ -70,8 +113,10 @@ rule figures:
                 vit_train_metrics=ART["vit_train"].metrics) if VIT else {}),
         **(dict(lm_table1=TEMPLATES["lm_tables"]["table1"], lm_sweep=TEMPLATES["lm_tables"]["sweep"],
                 lm_tasks=TEMPLATES["lm_tables"]["tasks"], lm_facts=TEMPLATES["lm_tables"]["facts"],
-                lm_activation=TEMPLATES["lm_tables"]["activation"], lm_selection=TEMPLATES["lm_tables"]["selection"])
+                lm_activation=TEMPLATES["lm_tables"]["activation"], lm_selection=TEMPLATES["lm_tables"]["selection"],
+                lm_table6=TEMPLATES["lm_headline"]["table6"])
            if LM else {}),
+        cost=TEMPLATES["cost"]["table"],
         **({"lm_train_metrics": ART["lm_train"].metrics} if LM and "lm_train" in ART else {}),
     output:
         figures=directory(TEMPLATES["figures"]["figures"]),

@@ -38,6 +38,9 @@ def check(lm: dict, scale: str, memo: Callable) -> None:
     windows = lm["windows"]
     if train and windows["prefix"] + windows["suffix"] > train["seq_len"]:
         raise ConfigError("config key lm.windows: prefix + suffix exceeds lm.train.seq_len (the trained context)")
+    if lm["stress"]["max_shift"] > windows["prefix"] - 2:
+        raise ConfigError(f"config key lm.stress.max_shift: {lm['stress']['max_shift']} leaves no right-shifted "
+                          f"prompt of a {windows['prefix']}-token prefix (at most prefix - 2)")
 
 
 def resolve_local_source(source: str) -> Path | None:

@@ -1,5 +1,6 @@
 """Figures of the LM arm: Table 1, recitation vs perplexity, task retention, tasks vs recitation,
-facts vs frequency, activation bands, training loss."""
+facts vs frequency, the stress test (Table 6), activation bands, training loss. Every figure that
+shows K-FAC and SVD shows BalancedSubnet (BSN) too."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import MODEL_LABELS, activation_bands, save
+from ..plotting import METHOD_PALETTE, MODEL_LABELS, activation_bands, save
+from .tables import METHODS
 
 LM_SETS = {"memorized_val": "memorized (validation)", "quotes": "quotes"}
 
@@ -23,7 +25,7 @@ def lm_table1(table1: pd.DataFrame, out: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for ax, source in zip(axes, ("ours", "paper (OLMo-2-7B)")):
         sns.barplot(pd.DataFrame(rows).query("source == @source"), x="set", y="strict", hue="model", ax=ax,
-                    palette="deep")
+                    palette=METHOD_PALETTE)
         for container in ax.containers:
             ax.bar_label(container, fmt="%.1f", fontsize=7)
         ax.set(title=source, xlabel="", ylabel="strict recitation %", ylim=(0, 110))
@@ -31,7 +33,7 @@ def lm_table1(table1: pd.DataFrame, out: Path) -> None:
                         for src, col in (("ours", "perplexity_batch_mean"), ("paper", "paper_perplexity_batch_mean"))
                         for base in [table1.loc[table1.model == "baseline", col].iloc[0]]
                         for r, v in zip(table1.itertuples(), table1[col])])
-    sns.barplot(ppl, x="source", y="increase %", hue="model", ax=axes[2], palette="deep")
+    sns.barplot(ppl, x="source", y="increase %", hue="model", ax=axes[2], palette=METHOD_PALETTE)
     axes[2].set(title="perplexity increase (mean of per-batch exp)", xlabel="")
     fig.suptitle("Table 1: verbatim recitation before and after the edit (headline chosen on memorized_train)")
     fig.tight_layout()
@@ -46,18 +48,19 @@ def lm_sweep(sweep: pd.DataFrame, selection: dict, out: Path) -> None:
         edits = sweep[sweep.method != "none"].assign(method=lambda f: f.method.map(MODEL_LABELS))
         sns.scatterplot(edits, x="perplexity_increase_pct", y=f"{s}_strict_pct", hue="layer_set", style="method",
                         ax=ax, s=45, legend=ax is axes[1])
-        for (method, layer_set), g in edits.groupby(["method", "layer_set"]):
-            g = g.sort_values("cutoff")  # a path through the sweep, cutoff by cutoff
+        for (method, layer_set), g in edits[edits.method != "BSN"].groupby(["method", "layer_set"]):
+            g = g.sort_values("cutoff")  # a path through the sweep, cutoff by cutoff (BSN grid points: no path)
             ax.plot(g.perplexity_increase_pct, g[f"{s}_strict_pct"], lw=0.6, color="grey",
                     ls="-" if method == "K-FAC" else ":")
         for m, c in selection.items():
-            r = sweep[(sweep.method == m) & (sweep.layer_set == c["layer_set"]) & (sweep.cutoff == c["cutoff"])].iloc[0]
+            r = sweep[(sweep.method == m) & (sweep.layer_set == c["layer_set"]) & (sweep.setting == c["setting"])].iloc[0]
             ax.scatter(r.perplexity_increase_pct, r[f"{s}_strict_pct"], s=160, facecolors="none", edgecolors="black")
         ax.axhline(base[f"{s}_strict_pct"], color="grey", ls="--", lw=1)
         ax.set(xlabel="perplexity increase %, mean of per-batch exp (held-out text)", ylabel="strict recitation %",
                title=label)
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    fig.suptitle("Recitation vs perplexity over the rho / SVD sweep (circled: the selected headline edits)")
+    fig.suptitle("Recitation vs perplexity over the rho / SVD sweep and the BSN grid (circled: the selected headline "
+                 "edits)")
     fig.tight_layout()
     save(fig, out, "lm_recitation_vs_perplexity.png")
 
@@ -67,11 +70,11 @@ def lm_tasks(tasks: pd.DataFrame, out: Path) -> None:
     rows = []
     for _, r in tasks.iterrows():
         label = r.family if r.above_chance else f"{r.family}\n(unedited at chance: left out)"
-        for m in ("kfac", "svd"):
+        for m in METHODS:
             rows.append({"family": label, "method": MODEL_LABELS[m], "retained %": r[f"{m}_retention_pct"]})
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    sns.barplot(frame, x="family", y="retained %", hue="method", ax=ax, palette="deep")
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    sns.barplot(frame, x="family", y="retained %", hue="method", ax=ax, palette=METHOD_PALETTE)
     for i, (_, r) in enumerate(tasks.iterrows()):
         if pd.notna(r.paper_kfac_retention_low):
             ax.plot([i - 0.4, i + 0.4], [r.paper_kfac_retention_low] * 2, color="black", lw=1)
@@ -115,18 +118,48 @@ def lm_facts(facts: pd.DataFrame, out: Path) -> None:
     """Fig. 5 style: how much fact accuracy changes with how often the fact was seen in training."""
     if facts.empty:
         return
-    frame = facts.melt(id_vars=["repeats", "baseline_pct"], value_vars=["kfac_change_pts", "svd_change_pts"],
+    frame = facts.melt(id_vars=["repeats", "baseline_pct"], value_vars=[f"{m}_change_pts" for m in METHODS],
                        var_name="method", value_name="accuracy change (points)")
-    frame["method"] = frame.method.map({"kfac_change_pts": "K-FAC", "svd_change_pts": "SVD"})
+    frame["method"] = frame.method.map({f"{m}_change_pts": MODEL_LABELS[m] for m in METHODS})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     sns.lineplot(facts, x="repeats", y="baseline_pct", marker="o", ax=axes[0], color="grey")
     axes[0].set(xscale="log", xlabel="copies of the fact in training", ylabel="unedited accuracy %",
                 title="closed-book recall vs frequency")
-    sns.lineplot(frame, x="repeats", y="accuracy change (points)", hue="method", marker="o", ax=axes[1])
+    sns.lineplot(frame, x="repeats", y="accuracy change (points)", hue="method", marker="o", ax=axes[1],
+                 palette=METHOD_PALETTE)
     axes[1].axhline(0, color="grey", ls="--", lw=1)
     axes[1].set(xscale="log", xlabel="copies of the fact in training", title="change after the headline edit")
     fig.tight_layout()
     save(fig, out, "lm_facts_vs_frequency.png")
+
+
+def lm_stress(table6: pd.DataFrame, out: Path) -> None:
+    """Table 6: exact-match tokens from the original prompt and the best perturbed one, mean +- sd."""
+    rows = []
+    for _, r in table6.iterrows():
+        for source, prefix in (("ours", ""), ("paper (OLMo-2-7B)", "paper_")):
+            for which in ("original", "perturbed"):
+                rows.append({"source": source, "model": MODEL_LABELS[r.model], "prompt": which,
+                             "mean": r[f"{prefix}{which}_mean"], "sd": r[f"{prefix}{which}_sd"]})
+    frame = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, source in zip(axes, ("ours", "paper (OLMo-2-7B)")):
+        part = frame[frame.source == source].dropna(subset=["mean"])
+        models = list(dict.fromkeys(part.model))
+        width = 0.38
+        for k, which in enumerate(("original", "perturbed")):
+            sub = part[part.prompt == which].set_index("model").reindex(models)
+            x = [i + (k - 0.5) * width for i in range(len(models))]
+            ax.bar(x, sub["mean"], width, yerr=sub["sd"], capsize=3, label=f"{which} prompt",
+                   color=["#4c72b0", "#dd8452"][k], alpha=0.9)
+        ax.set_xticks(range(len(models)), models)
+        ax.set(title=source, ylabel="exact-match tokens of the continuation (mean +- sd)")
+        ax.legend(fontsize=8)
+    n, t = int(table6.n.iloc[0]), int(table6.max_shift.iloc[0])
+    fig.suptitle(f"Table 6: recitation under prompt perturbation (max over left-extended and right-shifted prompts, "
+                 f"t = {t}; {n} memorized validation windows)")
+    fig.tight_layout()
+    save(fig, out, "lm_stress_test.png")
 
 
 def lm_training(history: list[dict], out: Path) -> None:
@@ -138,9 +171,10 @@ def lm_training(history: list[dict], out: Path) -> None:
 
 
 def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.DataFrame, facts: pd.DataFrame,
-         activation: pd.DataFrame, selection: dict, history: list[dict] | None) -> None:
+         activation: pd.DataFrame, selection: dict, table6: pd.DataFrame, history: list[dict] | None) -> None:
     """Every figure of the LM arm into `out` (the training loss only for a model trained here)."""
     lm_table1(table1, out)
+    lm_stress(table6, out)
     lm_sweep(sweep, selection, out)
     lm_tasks(tasks, out)
     lm_tasks_vs_recitation(sweep, tasks, out)

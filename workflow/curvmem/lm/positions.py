@@ -29,3 +29,20 @@ def lm_forward(model, batch: dict) -> ForwardResult:
     keep = next_token_positions(attention_mask)
     targets = input_ids.roll(-1, dims=1)  # target of position t is token t + 1
     return ForwardResult(outputs=logits[keep], labels=targets[keep], positions=keep)
+
+
+def sequence_losses(model, sequences: list[list[int]], pad_id: int, device="cpu") -> torch.Tensor:
+    """(B,) mean next-token cross-entropy of each sequence over its own tokens (right-padded batch;
+    BalancedSubnet's per-example loss)."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, :len(s)] = torch.tensor(s)
+        mask[i, :len(s)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits  # (B, T, V)
+    keep = next_token_positions(mask).float()  # (B, T)
+    token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:],
+                                                   reduction="none")  # (B, T-1)
+    return (token_loss * keep[:, :-1]).sum(1) / keep[:, :-1].sum(1).clamp(min=1)

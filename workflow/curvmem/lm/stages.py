@@ -5,6 +5,7 @@ names the rule gives them.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -13,19 +14,27 @@ from pathlib import Path
 import torch
 
 from .. import io
+from ..artifacts import TEMPLATES
 from ..basis import load_basis
+from ..bsn import baked
+from ..edit import ModelEditor
 from ..common import pick_device, seed_everything
-from ..kfac import collect_factors, factor_tensors
-from ..sweep import EditSpec, load_edit_rows, method_curve, save_edit_rows, sweep_cutoffs
+from ..kfac import collect_factors, factor_tensors, linear_names
+from ..layers import resolve_layer_set
+from ..common import InputError
+from ..sweep import EditSpec, SubnetSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result, sweep_cutoffs
 from . import SETS
 from .activations import empty_table, lm_activation_ratio
 from .data import DataStage, build
 from .evaluate import EvalConfig, LMEvaluation, ndcg_at_10
 from .factors import LMFactorConfig, factor_chunks
+from .generations import GenerationConfig, generate, generation_prompts, markdown_table
 from .model import LMConfig, build_lm, import_pretrained, load_model_dir, resolve_source, save_model_dir
-from .positions import lm_forward
+from .positions import lm_forward, sequence_losses
 from .sets import WindowConfig, summarize, verify
-from .tables import PLOT_COLUMNS, SelectionConfig, fact_table, select, sweep_table, table1 as make_table1, task_table
+from .stress import StressConfig, stress_test
+from .tables import (METHODS, PLOT_COLUMNS, SelectionConfig, fact_table, select, stress_table, sweep_table,
+                     table1 as make_table1, table7 as make_table7, task_table)
 from .tokens import pack
 from .train import LMTrainConfig, train_lm, world_tokenizer
 
@@ -170,7 +179,7 @@ def baseline(params: EvalStage, *, model: str, sets: str, clean: str, tasks: str
     lm, evaluation = _evaluation(params, model, sets, clean, tasks)
     result, top10 = evaluation(lm)
     io.save_tensors({"top10": top10}, reference, {"blocks": len(evaluation.blocks)})
-    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "modules": [], "kept_fraction": 1.0, **result,
+    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "setting": "", "modules": [], "kept_fraction": 1.0, **result,
            "ndcg10": float(ndcg_at_10(top10, top10).mean())}
     save_edit_rows([row], metrics)
     _log_row(row)
@@ -183,28 +192,78 @@ class EditStage(EvalStage):
 
 
 def edits(params: EditStage, *, model: str, sets: str, clean: str, tasks: str, reference: str, metrics: str,
-          basis: str | None = None) -> None:
+          cost: str, basis: str | None = None) -> None:
     """Rule lm_edits: one layer set, one method, every cutoff: the model load, the tokenized
     evaluation data and each layer's decomposition are paid once, and a cutoff evaluated by an
     earlier run with the same inputs is reused."""
     def prepare():
-        lm, evaluation = _evaluation(params, model, sets, clean, tasks)
-        top10_ref = io.load_tensors(reference)["top10"]
-        if len(top10_ref) != len(evaluation.blocks) * (evaluation.blocks.shape[1] - 1):
-            raise io.artifact_error(reference, "was computed on other perplexity blocks than lm.eval gives now")
-
-        def evaluate(edited):
-            result, top10 = evaluation(edited)
-            return {**result, "ndcg10": float(ndcg_at_10(top10_ref, top10).mean())}
-
+        lm, _, evaluate = _edit_evaluation(params, model, sets, clean, tasks, reference)
         return lm, evaluate, basis
 
-    rows = sweep_cutoffs(params.edit, {"eval": asdict(params.eval)},
-                         {"model": model, "sets": sets, "clean": clean, "tasks": tasks, "reference": reference,
-                          "basis": basis}, Path(metrics).parents[2] / ".memo", prepare)
+    rows, timings = sweep_cutoffs(params.edit, {"eval": asdict(params.eval)},
+                                  {"model": model, "sets": sets, "clean": clean, "tasks": tasks,
+                                   "reference": reference, "basis": basis}, Path(metrics).parents[2] / ".memo", prepare)
     for row in rows:
         _log_row(row)
     save_edit_rows(rows, metrics)
+    io.save_json(timings, cost)
+
+
+def _edit_evaluation(params: EvalStage, model: str, sets: str, clean: str, tasks: str, reference: str):
+    """(model, evaluation, evaluate): evaluate(model) gives every metric of an edited model, nDCG@10
+    against the unedited model's next-token top-10."""
+    lm, evaluation = _evaluation(params, model, sets, clean, tasks)
+    top10_ref = io.load_tensors(reference)["top10"]
+    if len(top10_ref) != len(evaluation.blocks) * (evaluation.blocks.shape[1] - 1):
+        raise io.artifact_error(reference, "was computed on other perplexity blocks than lm.eval gives now")
+
+    def evaluate(edited):
+        result, top10 = evaluation(edited)
+        return {**result, "ndcg10": float(ndcg_at_10(top10_ref, top10).mean())}
+
+    return lm, evaluation, evaluate
+
+
+def retain_sequences(tokenizer, clean: str, factors: LMFactorConfig) -> torch.Tensor:
+    """(N, seq_len) clean text of the training distribution that the factors never read: the factor
+    text's chunks after the factor sequences (the activation ratio's clean side, BSN's retain set)."""
+    return factor_chunks(tokenizer, factor_texts(clean), factors)[factors.n_sequences:]
+
+
+@dataclass
+class BSNStage(EvalStage):
+    factors: LMFactorConfig = field(default_factory=lambda: LMFactorConfig(modules=["model.layers.*.mlp.*"]))
+    bsn: SubnetSpec = field(default_factory=SubnetSpec)
+
+
+def bsn(params: BSNStage, *, model: str, sets: str, clean: str, tasks: str, reference: str, metrics: str,
+        masks: str, cost: str) -> None:
+    """Rule lm_bsn: BalancedSubnet at one grid point: forget the memorized TRAIN windows, retain
+    clean text the factors and the perplexity never read; then every metric of the masked model."""
+    lm, evaluation, evaluate = _edit_evaluation(params, model, sets, clean, tasks, reference)
+    tokenizer, device = evaluation.tokenizer, evaluation.device
+    windows = io.load_parquet(sets, ["set", "prefix_ids", "suffix_ids"])
+    windows = windows[windows["set"] == "memorized_train"]
+    forget = [list(p) + list(s) for p, s in zip(windows["prefix_ids"], windows["suffix_ids"])]
+    retain = retain_sequences(tokenizer, clean, params.factors).tolist()
+    if not retain:
+        raise InputError(f"{clean}: the factor text leaves no clean sequence after the {params.factors.n_sequences} "
+                         f"factor sequences for BSN's retain set (lower lm.factors.n_sequences or add text)")
+    log.info("BSN %s %s: %d forget windows, %d retain sequences of %d tokens", params.bsn.layer_set, params.bsn.token,
+             len(forget), len(retain), params.factors.seq_len)
+
+    def losses(m, which, idx):
+        seqs = forget if which == "forget" else retain
+        return sequence_losses(m, [seqs[i] for i in idx.tolist()], tokenizer.pad_token_id, device)
+
+    seed_everything(params.bsn.config.seed)
+    row, zeroed, timings = subnet_result(params.bsn, lm, len(forget), len(retain), losses, evaluate)
+    _log_row(row)
+    io.save_tensors({name: idx for name, idx in zeroed.items()}, masks,
+                    {"setting": asdict(params.bsn), "modules": row["modules"], "content": "flat indices of the "
+                     "zeroed weights of each module (W <- W * M)"})
+    save_edit_rows([row], metrics)
+    io.save_json(timings, cost)
 
 
 @dataclass
@@ -224,25 +283,89 @@ def activation_ratio(params: ActivationStage, *, model: str, sets: str, clean: s
         return
     names = io.load_metadata(basis)["modules"]
     layers = {n: m for n, m in lm.named_modules() if n in names}
-    chunks = factor_chunks(tokenizer, factor_texts(clean), params.factors)
-    stream = chunks[params.factors.n_sequences:].reshape(-1)  # the text after the factor sequences
+    stream = retain_sequences(tokenizer, clean, params.factors).reshape(-1)  # clean text the factors never read
     frame = lm_activation_ratio(lm, names, load_basis(basis, layers), windows, stream, params.eval.batch_size,
                                 device)
     io.save_parquet(frame, ratio)
 
 
-def tables(params: SelectionConfig, *, baseline: str, edits: list[str], ratio: str, table1: str, sweep: str,
-           tasks: str, facts: str, activation: str, selection: str, kfac_plot: str, svd_plot: str) -> None:
-    """Rule lm_tables: the sweep, the headline choice on memorized_train, Table 1, tasks, facts."""
-    rows = load_edit_rows([baseline, *edits])
+@dataclass
+class HeadlineStage:
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    layer_sets: dict = field(default_factory=dict)        # lm.edit.layer_sets: name -> module patterns
+    factor_modules: list = field(default_factory=list)    # lm.factors.modules
+    stress: StressConfig = field(default_factory=StressConfig)
+    generations: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+@contextlib.contextmanager
+def headline_model(lm, choice: dict | None, params: HeadlineStage, basis: str, masks: dict[str, str]):
+    """The unedited model (choice None) or one headline edit of it, for the duration of the block."""
+    if choice is None:
+        yield lm
+        return
+    names = resolve_layer_set(linear_names(lm), params.factor_modules, params.layer_sets[choice["layer_set"]])
+    if choice["method"] == "bsn":
+        path = masks.get(TEMPLATES["lm_bsn"]["masks"].format(layer_set=choice["layer_set"], setting=choice["setting"]))
+        assert path, f"no BSN masks for the headline {choice}"
+        zeroed = io.load_tensors(path)
+        if sorted(zeroed) != sorted(names):
+            raise io.artifact_error(path, f"masks modules {sorted(zeroed)}, the layer set resolves to {sorted(names)}")
+        with baked(lm, zeroed):
+            yield lm
+        return
+    layers = {n: m for n, m in lm.named_modules() if n in names}
+    editor = ModelEditor(lm, names, choice["method"], load_basis(basis, layers) if choice["method"] == "kfac" else None)
+    with editor.applied(choice["cutoff"]):
+        yield lm
+
+
+def headline(params: HeadlineStage, *, model: str, sets: str, tasks: str, basis: str, selection: str,
+             masks: list[str], stress: str, table6: str, generations: str) -> None:
+    """Rule lm_headline: the unedited model and each method's headline edit, built once each: the
+    positional stress test (Table 6) and the generations (Table 12)."""
+    device = pick_device(params.eval.device)
+    lm, tokenizer = load_model_dir(model, device)
+    selected = io.load_json(selection)
+    choices = {"baseline": None, **{m: selected[m] for m in METHODS}}  # in the tables' order
+    windows = io.load_parquet(sets, ["set", "prefix_ids", "suffix_ids"])
+    stressed = windows[windows["set"] == params.stress.set]
+    stress_windows = [(list(p), list(q)) for p, q in zip(stressed["prefix_ids"], stressed["suffix_ids"])]
+    prompts = generation_prompts(tokenizer, params.generations,
+                                 io.load_parquet(tasks, ["family", "prompt", "answer"]), windows)
+    results, outputs = {}, {}
+    for name, choice in choices.items():
+        with headline_model(lm, choice, params, basis, {p: p for p in masks}) as edited:
+            results[name] = stress_test(edited, stress_windows, params.stress, tokenizer.pad_token_id,
+                                        params.eval.batch_size, device)
+            outputs[name] = generate(edited, prompts, tokenizer.pad_token_id, params.eval.batch_size, device)
+        log.info("%s: stress test original %.2f +- %.2f -> perturbed %.2f +- %.2f exact-match tokens (%d windows)",
+                 name, results[name]["original_mean"], results[name]["original_sd"], results[name]["perturbed_mean"],
+                 results[name]["perturbed_sd"], results[name]["n"])
+    io.save_json({"choices": choices, "results": results}, stress)
+    io.save_csv(stress_table(results, choices), table6)
+    text = markdown_table(tokenizer, prompts, outputs, {"baseline": "unedited", "kfac": "K-FAC", "svd": "SVD",
+                                                         "bsn": "BSN"},
+                          "Greedy continuations of the headline models (paper Table 12)")
+    with io.atomic_path(generations) as tmp:
+        Path(tmp).write_text(text)
+
+
+def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table1: str,
+           sweep: str, tasks: str, facts: str, activation: str, selection: str, kfac_plot: str, svd_plot: str,
+           table7: str) -> None:
+    """Rule lm_tables: the sweep, the headline choice of each method on memorized_train, Tables 1
+    and 7, tasks, facts."""
+    rows = load_edit_rows([baseline, *edits, *bsn])
     frame = sweep_table(rows)
-    choices = {m: select(frame, m, params.max_perplexity_increase) for m in ("kfac", "svd")}
-    by_key = {(r["method"], r["layer_set"], r["cutoff"]): r for r in rows}
-    chosen = {"baseline": rows[0], **{m: by_key[(m, c["layer_set"], c["cutoff"])] for m, c in choices.items()}}
+    choices = {m: select(frame, m, params.max_perplexity_increase) for m in METHODS}
+    by_key = {(r["method"], r["layer_set"], r["setting"]): r for r in rows}
+    chosen = {"baseline": rows[0], **{m: by_key[(m, c["layer_set"], c["setting"])] for m, c in choices.items()}}
     t1 = make_table1(frame, choices)
     io.save_csv(frame, sweep)
     io.save_json(choices, selection)
     io.save_csv(t1, table1)
+    io.save_csv(make_table7(frame, choices), table7)
     io.save_csv(task_table(chosen), tasks)
     io.save_csv(fact_table(chosen), facts)
     io.save_csv(io.load_parquet(ratio), activation)

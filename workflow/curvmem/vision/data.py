@@ -191,6 +191,13 @@ class ImageSet(torch.utils.data.Dataset):
                 x = self.transform(img.convert("RGB"))
         return x, self.labels[j]
 
+    def stack(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of the given positions of this set, as one batch."""
+        if self.images is not None:
+            return next(self.tensor_batches(len(rows), np.asarray(rows)))
+        items = [self[int(i)] for i in rows]
+        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
     def tensor_batches(self, batch_size: int, order: np.ndarray | None = None):
         """Fast path for in-memory splits: yields (x, y) batches without a DataLoader."""
         assert self.images is not None, "tensor_batches needs an in-memory split"

@@ -17,14 +17,14 @@ from .. import io
 from ..basis import load_basis
 from ..common import pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors
-from ..sweep import EditSpec, load_edit_rows, method_curve, save_edit_rows, sweep_cutoffs, sweep_frame
+from ..sweep import EditSpec, SubnetSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result, sweep_cutoffs
 from .activations import vit_activation_ratio
 from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset, corrupt_labels, noisy_labels,
                    prepare_fashion_mnist, prepare_imagefolder, split_labels)
 from .evaluate import EvalConfig, VitEvaluation
 from .factors import ViTFactorConfig, cls_forward
 from .model import ViTConfig, build_vit, load_vit
-from .tables import PLOT_COLUMNS, SWEEP_COLUMNS, Headline, table2 as make_table2
+from .tables import PLOT_COLUMNS, Headline, sweep_table, table2 as make_table2
 from .train import TrainConfig, train as train_vit
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def _evaluation(params: EvalStage, model: str, data: str, val: str, corruption: 
 def baseline(params: EvalStage, *, model: str, data: str, val: str, corruption: str, metrics: str) -> None:
     """Rule vit_baseline: the unedited model's memorization, GT recovery and accuracy."""
     vit, evaluate = _evaluation(params, model, data, val, corruption)
-    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "modules": [], "kept_fraction": 1.0, **evaluate(vit)}
+    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "setting": "", "modules": [], "kept_fraction": 1.0, **evaluate(vit)}
     save_edit_rows([row], metrics)
     log.info("unedited: memorized %.1f%%, GT %.1f%%, val %.1f%%", row["memorized_train_pct"],
              row["train_gt_acc_pct"], row["val_acc_pct"])
@@ -138,7 +138,7 @@ class EditStage(EvalStage):
     edit: EditSpec = field(default_factory=EditSpec)
 
 
-def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str, metrics: str,
+def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str, metrics: str, cost: str,
           basis: str | None = None) -> None:
     """Rule vit_edits: one layer set, one method, every cutoff: the model is loaded and each layer
     decomposed once, and a cutoff evaluated by an earlier run with the same inputs is reused."""
@@ -146,13 +146,46 @@ def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str
         vit, evaluate = _evaluation(params, model, data, val, corruption)
         return vit, evaluate, basis
 
-    rows = sweep_cutoffs(params.edit, {"model": asdict(params.model), "eval": asdict(params.eval)},
-                         {"model": model, "data": data, "val": val, "corruption": corruption, "basis": basis},
-                         Path(metrics).parents[2] / ".memo", prepare)
+    rows, timings = sweep_cutoffs(params.edit, {"model": asdict(params.model), "eval": asdict(params.eval)},
+                                  {"model": model, "data": data, "val": val, "corruption": corruption, "basis": basis},
+                                  Path(metrics).parents[2] / ".memo", prepare)
     for row in rows:
-        log.info("%s %s %r: memorized %.1f%%, GT %.1f%%, val %.1f%%", row["method"], row["layer_set"], row["cutoff"],
-                 row["memorized_train_pct"], row["train_gt_acc_pct"], row["val_acc_pct"])
+        _log_row(row)
     save_edit_rows(rows, metrics)
+    io.save_json(timings, cost)
+
+
+def _log_row(row: dict) -> None:
+    log.info("%s %s %s: memorized %.1f%%, GT %.1f%%, val %.1f%%", row["method"], row["layer_set"], row["setting"],
+             row["memorized_train_pct"], row["train_gt_acc_pct"], row["val_acc_pct"])
+
+
+@dataclass
+class BSNStage(EvalStage):
+    bsn: SubnetSpec = field(default_factory=SubnetSpec)
+
+
+def bsn(params: BSNStage, *, model: str, data: str, val: str, corruption: str, metrics: str, cost: str) -> None:
+    """Rule vit_bsn (our extension; the paper has no ViT BalancedSubnet): forget the mislabeled training
+    images with their noisy labels, retain the clean training images; then every metric of the masked model."""
+    vit, evaluate = _evaluation(params, model, data, val, corruption)
+    device = pick_device(params.eval.device)
+    noise = io.load_json(corruption)
+    mislabeled = np.asarray(noise["indices"], dtype=np.int64)
+    clean = np.setdiff1d(np.arange(noise["n_train"]), mislabeled)
+    images = ImageSet(data, img_size=params.model.img_size)
+    images.labels = torch.as_tensor(noisy_labels(images.labels.numpy(), noise))  # the labels it was trained on
+    subsets = {"forget": mislabeled, "retain": clean}
+
+    def losses(m, which, idx):
+        x, y = images.stack(subsets[which][idx.numpy()])
+        return torch.nn.functional.cross_entropy(m(x.to(device)), y.to(device), reduction="none")
+
+    seed_everything(params.bsn.config.seed)
+    row, _, timings = subnet_result(params.bsn, vit, len(mislabeled), len(clean), losses, evaluate)
+    _log_row(row)
+    save_edit_rows([row], metrics)
+    io.save_json(timings, cost)
 
 
 @dataclass
@@ -174,10 +207,10 @@ def activation_ratio(params: ActivationStage, *, model: str, data: str, corrupti
     io.save_parquet(frame, ratio)
 
 
-def tables(params: Headline, *, baseline: str, edits: list[str], ratio: str, table2: str, sweep: str,
-           activation: str, kfac_plot: str, svd_plot: str) -> None:
+def tables(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table2: str,
+           sweep: str, activation: str, kfac_plot: str, svd_plot: str) -> None:
     """Rule vit_tables: the sweep, Table 2 at the headline setting, and the DVC plot data."""
-    frame = sweep_frame(load_edit_rows([baseline, *edits]))[SWEEP_COLUMNS]
+    frame = sweep_table(load_edit_rows([baseline, *edits, *bsn]))
     t2 = make_table2(frame, params)
     io.save_csv(frame, sweep)
     io.save_csv(t2, table2)

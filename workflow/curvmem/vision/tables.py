@@ -1,14 +1,17 @@
 """Vision tables: every edit of the sweep, and the paper's Table 2 at the headline setting."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..artifacts import bsn_setting_token
 from ..paper import TABLE2_SETTING, TABLE2_VIT
+from ..sweep import sweep_frame
 
 METRICS = ["memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"]
-SWEEP_COLUMNS = ["method", "layer_set", "cutoff", "kept_fraction", *METRICS, "other_class_pct", "clean_train_acc_pct"]
+SWEEP_COLUMNS = ["method", "layer_set", "cutoff", "setting", "kept_fraction", *METRICS, "other_class_pct",
+                 "clean_train_acc_pct", "bsn_loss_weight", "bsn_epochs", "bsn_lr"]
 PLOT_COLUMNS = {"memorized_train_pct": "memorized_pct", "train_gt_acc_pct": "gt_recovery_pct",
                 "val_acc_pct": "val_acc_pct"}
 
@@ -20,24 +23,40 @@ class Headline:
     layer_set: str = "first_last"
     rho: float = 0.75
     svd_drop_fraction: float = 0.5
+    bsn: dict = field(default_factory=dict)   # a point of vit.bsn: layer_set, ratio, loss_weight, epochs, lr
+
+
+def sweep_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per edit with the vision metrics (BalancedSubnet rows with their hyper-parameters)."""
+    flat = [{**r, **({f"bsn_{k}": r["bsn"][k] for k in ("loss_weight", "epochs", "lr")} if "bsn" in r else {})}
+            for r in rows]
+    return sweep_frame(flat).reindex(columns=SWEEP_COLUMNS)
 
 
 def table2(sweep: pd.DataFrame, headline: Headline) -> pd.DataFrame:
-    """Rows baseline, svd, kfac at the headline setting, with the paper's numbers beside ours."""
+    """Rows baseline, svd, kfac at the headline setting, with the paper's numbers beside ours, and
+    our BalancedSubnet row (the paper has none for the ViT)."""
+    b = headline.bsn
     pick = {
         "baseline": sweep.method == "none",
         "svd": (sweep.method == "svd") & (sweep.layer_set == headline.layer_set)
         & (sweep.cutoff == headline.svd_drop_fraction),
         "kfac": (sweep.method == "kfac") & (sweep.layer_set == headline.layer_set) & (sweep.cutoff == headline.rho),
+        "bsn (ours)": (sweep.method == "bsn") & (sweep.layer_set == b.get("layer_set"))
+        & (sweep.setting == (bsn_setting_token(b) if b else "")),
     }
     settings = {"baseline": "unedited",
                 "svd": f"{headline.layer_set}, drop {headline.svd_drop_fraction:g} of singular values",
-                "kfac": f"{headline.layer_set}, rho {headline.rho:g}"}
+                "kfac": f"{headline.layer_set}, rho {headline.rho:g}",
+                "bsn (ours)": (f"{b.get('layer_set')}, ratio {b.get('ratio', 0):g}, loss weight "
+                               f"{b.get('loss_weight', 0):g}, {b.get('epochs')} epochs, lr {b.get('lr', 0):g}")}
     rows = []
-    for name in ("baseline", "svd", "kfac"):
+    for name in ("baseline", "svd", "kfac", "bsn (ours)"):
         match = sweep[pick[name]]
         assert len(match) == 1, f"Table 2 row {name}: expected one sweep row, found {len(match)}"
         row = {"model": name, "setting": settings[name], **match.iloc[0][METRICS].to_dict()}
-        row.update({f"paper_{k}": v for k, v in TABLE2_VIT[name].items()}, paper_setting=TABLE2_SETTING[name])
+        paper = TABLE2_VIT.get(name, {})
+        row.update({f"paper_{k}": paper.get(k, float("nan")) for k in METRICS},
+                   paper_setting=TABLE2_SETTING.get(name, "the paper has no ViT BalancedSubnet"))
         rows.append(row)
     return pd.DataFrame(rows)
