@@ -26,11 +26,13 @@ def test_paper_config_runs_on_a_tiny_vit_b(tmp_path):
     vit["factors"].update(n_images=8, batch_size=4, device="cpu")
     vit["edit"] = {"layer_sets": {"first_last": ["blocks.0.mlp.fc*", "blocks.1.mlp.fc*"]},
                    "rhos": [0.75], "svd_drop_fractions": [0.5]}
+    vit["bsn"].update(ratios=[0.0015], loss_weights=[0.7], epochs=[1], batch_size=4)  # the paper's best point
+    vit["headline"]["bsn"].update(epochs=1)
     vit["eval"].update(batch_size=8, device="cpu")
     (tmp_path / "config/tiny_paper.yaml").write_text(yaml.safe_dump(config))
     snakemake(tmp_path, "--configfile", "config/tiny_paper.yaml")
     table2 = pd.read_csv(tmp_path / "results/tables/table2_vit.csv")
-    assert table2.model.tolist() == ["baseline", "svd", "kfac"]
+    assert table2.model.tolist() == ["baseline", "svd", "kfac", "bsn (ours)"]
     assert (tmp_path / layout(tmp_path, "config/tiny_paper.yaml")["vit_data"].train).suffix == ".parquet"
     assert (tmp_path / "results/figures/vit_table2.png").exists()
 
@@ -70,12 +72,15 @@ def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
     lm["factors"].update(n_sequences=4, seq_len=64, batch_size=2, device="cpu")
     lm["windows"].update(prefix=16, suffix=8)
     lm["edit"].update(rhos=[0.6], svd_drop_fractions=[0.5])
+    lm["bsn"].update(ratios=[0.0015], loss_weights=[0.7], epochs=[1], batch_size=4)  # the paper's best point
+    lm["stress"].update(max_shift=4)  # 16-token prefixes
     lm["eval"].update(batch_size=8, device="cpu", n_blocks=6, block_len=32)
     (tmp_path / "config/tiny_paper_lm.yaml").write_text(yaml.safe_dump(config))
     snakemake(tmp_path, "--configfile", "config/tiny_paper_lm.yaml")
     table1 = pd.read_csv(tmp_path / "results/tables/table1_lm.csv")
-    assert table1.model.tolist() == ["baseline", "kfac", "svd"]
-    assert table1.setting.tolist()[1:] == ["layers_23_25, rho 0.6", "layers_23_25, drop 0.5 of singular values"]
+    assert table1.model.tolist() == ["baseline", "kfac", "svd", "bsn"]
+    assert table1.setting.tolist()[1:] == ["layers_23_25, rho 0.6", "layers_23_25, drop 0.5 of singular values",
+                                           "layers_23_25, ratio 0.0015, loss weight 0.7, 1 epoch, lr 0.3"]
     from curvmem.io import load_metadata
 
     art = layout(tmp_path, "config/tiny_paper_lm.yaml")

@@ -59,3 +59,21 @@ def test_batched_scorer_equals_the_naive_loop():
 def test_no_windows_gives_nan_summary():
     result = stress_test(tiny(dtype="float32"), [], StressConfig(), pad_id=0, batch_size=4, device="cpu")
     assert result["n"] == 0 and np.isnan(result["original_mean"]) and result["original"] == []
+
+
+def test_generations_table_by_hand():
+    """One Markdown row per prompt: the document-start token hidden, pipes escaped, line breaks shown,
+    a continuation cut where its document ends."""
+    from curvmem.lm.generations import Prompt, markdown_table
+    from curvmem.lm.tokens import doc_start_ids
+    from curvmem.lm.train import world_tokenizer
+
+    tok = world_tokenizer(["a | b\nc", "hello world"] * 20, 300)
+    encode = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompts = [Prompt("general", doc_start_ids(tok) + encode("hello"), 8),
+               Prompt("quotes", encode("hello"), 2, gold=encode(" world"))]
+    outputs = {"baseline": [encode("a | b\nc") + [tok.eos_token_id] + encode("hello"), encode(" world")]}
+    lines = markdown_table(tok, prompts, outputs, {"baseline": "unedited"}, "T").splitlines()
+    assert lines[2] == "| kind | prompt | gold continuation | unedited |"
+    assert lines[4] == "| general | hello |  | a \\| b ⏎ c [end of document] |"
+    assert lines[5] == "| quotes | hello | world | world |"

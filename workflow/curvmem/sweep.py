@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None], memo_dir,
+def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None], memo_dir, timing_dir,
                   prepare: Callable[[], tuple]) -> tuple[list[dict], dict]:
     """One row per cutoff of `spec`, in its order, and the cost of the edit itself (timings, which
     never enter a row). Rows are taken from the memo of an earlier run with the same evaluation
@@ -59,7 +60,8 @@ def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None
 
     The cost holds `decompose_seconds` (the basis change and pair order, or the SVDs, of every
     layer), `apply_seconds` and `evaluate_seconds` per cutoff, and `peak_rss_mb` after decomposing;
-    reused cutoffs bring the timings of the run that computed them."""
+    reused cutoffs bring the timings of the run that computed them, kept under the same keys in
+    `timing_dir` (results stay free of timings, so a rebuild gives the same bytes)."""
     from .artifacts import cutoff_token
     from .basis import load_basis
     from .edit import ModelEditor
@@ -67,12 +69,13 @@ def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None
     from .layers import resolve_layer_set
 
     identity = {"evaluation": evaluation, "spec": {k: v for k, v in asdict(spec).items() if k != "cutoffs"}}
-    memo = CutoffMemo(memo_dir, identity, inputs)
-    entries = {c: memo.get(c) for c in spec.cutoffs}
-    todo = [c for c, entry in entries.items() if entry is None]
+    memo, timings = CutoffMemo(memo_dir, identity, inputs), CutoffMemo(timing_dir, identity, inputs)
+    rows = {c: memo.get(c) for c in spec.cutoffs}
+    seconds = {c: timings.get(c) or {"apply_seconds": math.nan, "evaluate_seconds": math.nan} for c in spec.cutoffs}
+    todo = [c for c, row in rows.items() if row is None]
     log.info("%s %s: %d cutoff(s) to evaluate, %d from earlier runs", spec.method, spec.layer_set, len(todo),
-             len(entries) - len(todo))
-    cost = {"method": spec.method, "layer_set": spec.layer_set, **(memo.get(None) or {})}
+             len(rows) - len(todo))
+    cost = {"method": spec.method, "layer_set": spec.layer_set, **(timings.get(None) or {})}
     if todo:
         model, evaluate, basis = prepare()
         names = resolve_layer_set(linear_names(model), spec.factor_modules, spec.patterns)
@@ -80,22 +83,23 @@ def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None
         t0 = time.perf_counter()
         editor = ModelEditor(model, names, spec.method, load_basis(basis, layers) if spec.method == "kfac" else None)
         cost.update(decompose_seconds=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(), n_layers=len(names))
-        memo.put(None, {k: cost[k] for k in ("decompose_seconds", "peak_rss_mb", "n_layers")})
+        timings.put(None, {k: cost[k] for k in ("decompose_seconds", "peak_rss_mb", "n_layers")})
         for cutoff in todo:
             t0 = time.perf_counter()
             with editor.applied(cutoff) as kept:
                 t1 = time.perf_counter()
                 metrics = evaluate(model)
-            row = {"method": spec.method, "layer_set": spec.layer_set, "cutoff": cutoff,
-                   "setting": cutoff_token(cutoff), "modules": names,
-                   "kept_fraction": float(np.mean(list(kept.values()))), **metrics}
-            entries[cutoff] = {"row": row, "apply_seconds": t1 - t0, "evaluate_seconds": time.perf_counter() - t1}
-            memo.put(cutoff, entries[cutoff])
+            rows[cutoff] = {"method": spec.method, "layer_set": spec.layer_set, "cutoff": cutoff,
+                            "setting": cutoff_token(cutoff), "modules": names,
+                            "kept_fraction": float(np.mean(list(kept.values()))), **metrics}
+            seconds[cutoff] = {"apply_seconds": t1 - t0, "evaluate_seconds": time.perf_counter() - t1}
+            memo.put(cutoff, rows[cutoff])
+            timings.put(cutoff, seconds[cutoff])
             log.info("%s %s %r evaluated in %.1fs", spec.method, spec.layer_set, cutoff, time.perf_counter() - t0)
-    cost["apply_seconds"] = {cutoff_token(c): e["apply_seconds"] for c, e in entries.items()}
-    cost["evaluate_seconds"] = {cutoff_token(c): e["evaluate_seconds"] for c, e in entries.items()}
+    for key in ("apply_seconds", "evaluate_seconds"):
+        cost[key] = {cutoff_token(c): seconds[c][key] for c in spec.cutoffs}
     cost["reused"] = [cutoff_token(c) for c in spec.cutoffs if c not in todo]
-    return [entries[c]["row"] for c in spec.cutoffs], cost
+    return [rows[c] for c in spec.cutoffs], cost
 
 
 class CutoffMemo:
@@ -105,8 +109,8 @@ class CutoffMemo:
     An entry's key covers everything its result depends on: the job's parameters (without its list
     of cutoffs, so another list finds the cutoffs it shares), the cutoff, every input (a
     fingerprinted artifact by its path, which names its content; any other file by its bytes) and
-    the library's source code, so a changed library recomputes everything. The entry of cutoff None
-    holds what the job measured once for all cutoffs (its decomposition's cost). Entries are written
+    the library's source code, so a changed library recomputes everything. (The timings memo, keyed
+    alike, holds under cutoff None what the job measured once for all cutoffs.) Entries are written
     atomically once a cutoff is evaluated: a killed job leaves nothing half-made. They live beside
     the results (`edits/.memo/`); deleting the folder only costs time.
     """
@@ -193,6 +197,12 @@ class SubnetSpec:
     factor_modules: list = field(default_factory=list)    # a set resolves within the factor modules
     token: str = ""                                       # the grid point's name (`artifacts.bsn_setting_token`)
     config: BSNConfig = field(default_factory=BSNConfig)
+
+
+def bsn_description(layer_set: str, ratio: float, loss_weight: float, epochs: int, lr: float) -> str:
+    """A BalancedSubnet grid point in words (the tables' setting column)."""
+    return (f"{layer_set}, ratio {ratio:g}, loss weight {loss_weight:g}, {epochs} epoch{'s' * (epochs != 1)}, "
+            f"lr {lr:g}")
 
 
 def subnet_result(spec: SubnetSpec, model, n_forget: int, n_retain: int, losses,

@@ -57,7 +57,7 @@ if LM:
             **stage("lm_headline", {"eval": LM["eval"], "layer_sets": LM["edit"]["layer_sets"],
                                     "factor_modules": LM["factors"]["modules"], "stress": LM["stress"],
                                     "generations": LM["generations"]}),
-        threads: config["threads"]["edit"]
+        threads: config["threads"].get("headline", config["threads"]["edit"])
         log:
             "logs/lm_headline.log",
         benchmark:

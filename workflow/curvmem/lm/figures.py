@@ -153,11 +153,12 @@ def lm_stress(table6: pd.DataFrame, out: Path) -> None:
             ax.bar(x, sub["mean"], width, yerr=sub["sd"], capsize=3, label=f"{which} prompt",
                    color=["#4c72b0", "#dd8452"][k], alpha=0.9)
         ax.set_xticks(range(len(models)), models)
-        ax.set(title=source, ylabel="exact-match tokens of the continuation (mean +- sd)")
+        ax.set(title=source, ylabel="exact-match tokens (mean ± sd)")
         ax.legend(fontsize=8)
     n, t = int(table6.n.iloc[0]), int(table6.max_shift.iloc[0])
-    fig.suptitle(f"Table 6: recitation under prompt perturbation (max over left-extended and right-shifted prompts, "
-                 f"t = {t}; {n} memorized validation windows)")
+    fig.suptitle(f"Table 6: recitation under prompt perturbation: longest exact-match prefix of the continuation\n"
+                 f"from the original prompt and the best of its left-extended and right-shifted prompts (t = {t}; "
+                 f"{n} memorized validation windows)", fontsize=11)
     fig.tight_layout()
     save(fig, out, "lm_stress_test.png")
 

@@ -59,6 +59,14 @@ def _cell(text: str, empty: str = "(nothing)") -> str:
     return " ".join(text.replace("|", "\\|").replace("\n", " ⏎ ").split()) or empty
 
 
+def _until_eos(tokenizer, ids: list[int]) -> str:
+    """A continuation up to the end of its document (the next one is another document's start)."""
+    eos = tokenizer.eos_token_id
+    if eos in ids:
+        return tokenizer.decode(ids[:ids.index(eos)]) + " [end of document]"
+    return tokenizer.decode(ids)
+
+
 def markdown_table(tokenizer, prompts: list[Prompt], outputs: dict[str, list[list[int]]], labels: dict[str, str],
                    title: str) -> str:
     """One row per prompt: kind, prompt, gold continuation (memorized prompts), one column per model."""
@@ -68,6 +76,6 @@ def markdown_table(tokenizer, prompts: list[Prompt], outputs: dict[str, list[lis
     for i, p in enumerate(prompts):
         shown = p.ids[start:] if p.ids[:start] == doc_start_ids(tokenizer) else p.ids
         cells = [p.kind, _cell(tokenizer.decode(shown)), _cell(tokenizer.decode(p.gold), "") if p.gold else "",
-                 *(_cell(tokenizer.decode(outputs[m][i])) for m in outputs)]
+                 *(_cell(_until_eos(tokenizer, outputs[m][i])) for m in outputs)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -202,7 +202,8 @@ def edits(params: EditStage, *, model: str, sets: str, clean: str, tasks: str, r
 
     rows, timings = sweep_cutoffs(params.edit, {"eval": asdict(params.eval)},
                                   {"model": model, "sets": sets, "clean": clean, "tasks": tasks,
-                                   "reference": reference, "basis": basis}, Path(metrics).parents[2] / ".memo", prepare)
+                                   "reference": reference, "basis": basis}, Path(metrics).parents[2] / ".memo",
+                                  Path(cost).parents[2] / ".memo", prepare)
     for row in rows:
         _log_row(row)
     save_edit_rows(rows, metrics)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..paper import RETENTION_LM, TABLE1_LM, TABLE1_SETTING, TABLE6_LM, TABLE7_LM
-from ..sweep import sweep_frame
+from ..sweep import bsn_description, sweep_frame
 from . import SETS
 
 METHODS = ("kfac", "svd", "bsn")  # the edit methods, each with a headline edit
@@ -89,8 +89,7 @@ def describe(r: pd.Series) -> str:
         return f"{r.layer_set}, rho {r.cutoff:g}"
     if r.method == "svd":
         return f"{r.layer_set}, drop {r.cutoff:g} of singular values"
-    return (f"{r.layer_set}, ratio {r.cutoff:g}, loss weight {r.bsn_loss_weight:g}, {int(r.bsn_epochs)} epochs, "
-            f"lr {r.bsn_lr:g}")
+    return bsn_description(r.layer_set, r.cutoff, r.bsn_loss_weight, int(r.bsn_epochs), r.bsn_lr)
 
 
 def table1(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
@@ -166,6 +165,6 @@ def fact_table(edits: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame([{"repeats": int(b), "baseline_pct": v,
                           **{f"{n}_pct": edits[n]["tasks"]["facts_by_bucket"][b] for n in METHODS},
                           **{f"{n}_change_pts": edits[n]["tasks"]["facts_by_bucket"][b] - v for n in METHODS}}
-                         for b, v in buckets.items()],
+                         for b, v in sorted(buckets.items(), key=lambda item: int(item[0]))],  # by frequency
                         columns=["repeats", "baseline_pct", *(f"{n}_pct" for n in METHODS),
                                  *(f"{n}_change_pts" for n in METHODS)])

@@ -148,7 +148,7 @@ def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str
 
     rows, timings = sweep_cutoffs(params.edit, {"model": asdict(params.model), "eval": asdict(params.eval)},
                                   {"model": model, "data": data, "val": val, "corruption": corruption, "basis": basis},
-                                  Path(metrics).parents[2] / ".memo", prepare)
+                                  Path(metrics).parents[2] / ".memo", Path(cost).parents[2] / ".memo", prepare)
     for row in rows:
         _log_row(row)
     save_edit_rows(rows, metrics)

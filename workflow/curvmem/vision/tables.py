@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..artifacts import bsn_setting_token
 from ..paper import TABLE2_SETTING, TABLE2_VIT
-from ..sweep import sweep_frame
+from ..sweep import bsn_description, sweep_frame
 
 METRICS = ["memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"]
 SWEEP_COLUMNS = ["method", "layer_set", "cutoff", "setting", "kept_fraction", *METRICS, "other_class_pct",
@@ -48,8 +48,8 @@ def table2(sweep: pd.DataFrame, headline: Headline) -> pd.DataFrame:
     settings = {"baseline": "unedited",
                 "svd": f"{headline.layer_set}, drop {headline.svd_drop_fraction:g} of singular values",
                 "kfac": f"{headline.layer_set}, rho {headline.rho:g}",
-                "bsn (ours)": (f"{b.get('layer_set')}, ratio {b.get('ratio', 0):g}, loss weight "
-                               f"{b.get('loss_weight', 0):g}, {b.get('epochs')} epochs, lr {b.get('lr', 0):g}")}
+                "bsn (ours)": bsn_description(b["layer_set"], b["ratio"], b["loss_weight"], b["epochs"], b["lr"])
+                if b else ""}
     rows = []
     for name in ("baseline", "svd", "kfac", "bsn (ours)"):
         match = sweep[pick[name]]
