@@ -1,8 +1,9 @@
 """End-to-end times of a study, measured in one command on a fresh clone of this checkout:
 
-    python benchmarks/study_times.py [--configfile config/config.yaml] [--workdir DIR]
+    python benchmarks/study_times.py [--configfile config/config.yaml] [--workdir DIR] [--rev REV]
 
-1. `git clone` of HEAD into --workdir (default: a new temporary directory), then
+1. `git clone` of HEAD (or of commit --rev, to measure an earlier version the same way) into
+   --workdir (default: a new temporary directory), then
    `snakemake --cores all results/figures`: the study's wall time;
 2. the job seconds per stage, from the run's benchmark files (`benchmarks/stage_times.py`);
 3. a no-op rerun: its wall time;
@@ -14,6 +15,7 @@ machine: other load changes every time it prints.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,8 +30,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 def snakemake(work: Path, *args: str) -> tuple[float, str]:
     t0 = time.time()
+    env = {**os.environ, "PYTHONPATH": str(work / "workflow")}  # the clone's own library, not this checkout's
     proc = subprocess.run([sys.executable, "-m", "snakemake", "results/figures", "--cores", "all", *args], cwd=work,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     seconds = time.time() - t0
     if proc.returncode != 0:
         sys.exit(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -42,9 +45,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configfile", default="config/config.yaml")
     p.add_argument("--workdir", type=Path)
+    p.add_argument("--rev", default="HEAD", help="the commit to measure (default HEAD)")
     args = p.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="curvmem-study-")) / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(work)], check=True)
+    subprocess.run(["git", "-C", str(work), "checkout", "-q", args.rev], check=True)
+    print(f"commit {subprocess.run(['git', '-C', str(work), 'log', '-1', '--format=%h %s'], capture_output=True, text=True).stdout.strip()}")
     config = f"--configfile={args.configfile}"
 
     seconds, _ = snakemake(work, config)

@@ -72,6 +72,14 @@ BAD = [
     ("vit.headline.rho", 0.65, "vit.headline.rho"),
     ("vit.model.overrides", {"depth": 2}, "vit.model.overrides: only allowed with scale: test"),
     ("vit.train.seed", DELETE, "vit.train.seed: required but missing"),
+    ("vit.bsn.layer_sets", ["blocks_9"], "vit.bsn.layer_sets[0]: 'blocks_9' is not in vit.edit.layer_sets"),
+    ("vit.headline.bsn", {"layer_set": "first_last", "ratio": 0.3, "loss_weight": 0.5, "epochs": 10, "lr": 0.3},
+     "vit.headline.bsn: {'layer_set': 'first_last', 'ratio': 0.3, 'loss_weight': 0.5, 'epochs': 10, 'lr': 0.3} is "
+     "not a point of the vit.bsn grid"),
+    ("vit.bsn.ratios", [0.0], "vit.bsn.ratios[0]: 0.0 is less than or equal to the minimum of 0"),
+    ("lm.bsn.loss_weights", [1.5], "lm.bsn.loss_weights[0]: 1.5 is greater than the maximum of 1"),
+    ("lm.stress.max_shift", 31, "lm.stress.max_shift: 31 leaves no right-shifted prompt of a 32-token prefix"),
+    ("lm.generations", DELETE, "lm.generations: required but missing"),
 ]
 
 

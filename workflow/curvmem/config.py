@@ -142,14 +142,14 @@ def validate(config: dict, memo: Memo | None = None) -> dict:
         from .vision import checks as vit_checks
 
         check_cutoffs("vit", config["vit"]["edit"])
-        check_bsn("vit", config["vit"])
         vit_checks.check(config["vit"], config["scale"], memo)
+        check_bsn("vit", config["vit"])
     if "lm" in config:
         from .lm import checks as lm_checks
 
         check_cutoffs("lm", config["lm"]["edit"])
-        check_bsn("lm", config["lm"])
         lm_checks.check(config["lm"], config["scale"], memo)
+        check_bsn("lm", config["lm"])
     return config
 
 

@@ -89,7 +89,7 @@ def cost_table(params: CostParams, records: list[dict], lm_selection: dict | Non
     import pandas as pd
 
     rows = []
-    for arm in ("vit", "lm"):
+    for arm in sorted({r["arm"] for r in records}, key=("vit", "lm").index):
         head = _headline_settings(arm, params, lm_selection)
         (factor_s, factor_mb), (basis_s, basis_mb) = (_benchmark(params.benchmarks.get(f"{arm}_{rule}"))
                                                       for rule in ("factors", "basis"))

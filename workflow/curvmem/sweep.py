@@ -210,6 +210,8 @@ def subnet_result(spec: SubnetSpec, model, n_forget: int, n_retain: int, losses,
     """Train the BalancedSubnet masks of `spec` on `model`, evaluate the baked model (restored
     afterwards); returns (row, zeroed flat indices per module, cost). With an empty forget set
     nothing is masked and the row says so."""
+    import torch
+
     from .bsn import baked, train_subnet
     from .kfac import linear_names
     from .layers import resolve_layer_set
@@ -221,7 +223,7 @@ def subnet_result(spec: SubnetSpec, model, n_forget: int, n_retain: int, losses,
         zeroed, history = train_subnet(model, names, cfg, n_forget, n_retain, losses)
     else:
         log.warning("no verified memorized training examples: BSN has nothing to forget, nothing is masked")
-        zeroed, history = {}, []
+        zeroed, history = {name: torch.zeros(0, dtype=torch.long) for name in names}, []
     cost = {"method": "bsn", "layer_set": spec.layer_set, "setting": spec.token, "n_layers": len(names),
             "train_seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "steps": len(history)}
     t1 = time.perf_counter()
