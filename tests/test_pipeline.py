@@ -126,6 +126,9 @@ def test_a_changed_cutoff_is_the_only_one_evaluated(workdir, tmp_path):
     for layer_set in ("layer0", "all"):
         log = (work / f"logs/lm_edits/{layer_set}/kfac/all.log").read_text()
         assert "kfac " + layer_set + ": 1 cutoff(s) to evaluate, 1 from earlier runs" in log, log[-2000:]
+    log = (work / "logs/lm_headline.log").read_text()  # the tables reran; the headline models whose choice
+    for name in ("baseline", "svd", "bsn"):           # did not change are not stress-tested again
+        assert f"{name}: the same headline model as in an earlier run" in log, log[-2000:]
     old = pd.read_csv(workdir / "results/tables/lm_sweep.csv").set_index(["method", "layer_set", "cutoff"])
     new = pd.read_csv(work / "results/tables/lm_sweep.csv").set_index(["method", "layer_set", "cutoff"])
     shared = old.index.intersection(new.index)

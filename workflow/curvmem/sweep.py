@@ -104,7 +104,8 @@ def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None
 
 class CutoffMemo:
     """Results of single cutoffs, kept across runs of an edit job, so that changing one cutoff of a
-    sweep recomputes only that cutoff while the job still loads the model once.
+    sweep recomputes only that cutoff while the job still loads the model once. (The key may be any
+    JSON value: the headline-model job keys its results by the chosen edit.)
 
     An entry's key covers everything its result depends on: the job's parameters (without its list
     of cutoffs, so another list finds the cutoffs it shares), the cutoff, every input (a
@@ -122,11 +123,11 @@ class CutoffMemo:
                     for name, path in inputs.items()}
         self.base = {"params": params, "inputs": identity, "code": _code_digest()}
 
-    def _path(self, cutoff: float | None) -> Path:
+    def _path(self, cutoff) -> Path:
         blob = json.dumps({**self.base, "cutoff": cutoff}, sort_keys=True, default=str)
         return self.directory / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"
 
-    def get(self, cutoff: float | None) -> dict | None:
+    def get(self, cutoff) -> dict | None:
         path = self._path(cutoff)
         if not path.exists():
             return None
@@ -135,7 +136,7 @@ class CutoffMemo:
         except io.ArtifactError:  # unreadable: recompute and overwrite
             return None
 
-    def put(self, cutoff: float | None, entry: dict) -> None:
+    def put(self, cutoff, entry: dict) -> None:
         io.save_json(entry, self._path(cutoff))
 
 

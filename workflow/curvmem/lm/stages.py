@@ -22,7 +22,8 @@ from ..common import pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import resolve_layer_set
 from ..common import InputError
-from ..sweep import EditSpec, SubnetSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result, sweep_cutoffs
+from ..sweep import (CutoffMemo, EditSpec, SubnetSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result,
+                     sweep_cutoffs)
 from . import SETS
 from .activations import empty_table, lm_activation_ratio
 from .data import DataStage, build
@@ -300,18 +301,17 @@ class HeadlineStage:
 
 
 @contextlib.contextmanager
-def headline_model(lm, choice: dict | None, params: HeadlineStage, basis: str, masks: dict[str, str]):
-    """The unedited model (choice None) or one headline edit of it, for the duration of the block."""
+def headline_model(lm, choice: dict | None, params: HeadlineStage, basis: str, masks: str | None):
+    """The unedited model (choice None) or one headline edit of it (K-FAC and SVD from the basis and
+    the weights, BSN from its masks file), for the duration of the block."""
     if choice is None:
         yield lm
         return
     names = resolve_layer_set(linear_names(lm), params.factor_modules, params.layer_sets[choice["layer_set"]])
     if choice["method"] == "bsn":
-        path = masks.get(TEMPLATES["lm_bsn"]["masks"].format(layer_set=choice["layer_set"], setting=choice["setting"]))
-        assert path, f"no BSN masks for the headline {choice}"
-        zeroed = io.load_tensors(path)
+        zeroed = io.load_tensors(masks)
         if sorted(zeroed) != sorted(names):
-            raise io.artifact_error(path, f"masks modules {sorted(zeroed)}, the layer set resolves to {sorted(names)}")
+            raise io.artifact_error(masks, f"masks modules {sorted(zeroed)}, the layer set resolves to {sorted(names)}")
         with baked(lm, zeroed):
             yield lm
         return
@@ -324,7 +324,9 @@ def headline_model(lm, choice: dict | None, params: HeadlineStage, basis: str, m
 def headline(params: HeadlineStage, *, model: str, sets: str, tasks: str, basis: str, selection: str,
              masks: list[str], stress: str, table6: str, generations: str) -> None:
     """Rule lm_headline: the unedited model and each method's headline edit, built once each: the
-    positional stress test (Table 6) and the generations (Table 12)."""
+    positional stress test (Table 6) and the generations (Table 12). A headline model evaluated by an
+    earlier run with the same inputs, parameters and code is reused, so rebuilding the tables without
+    changing a method's choice costs that method nothing here."""
     device = pick_device(params.eval.device)
     lm, tokenizer = load_model_dir(model, device)
     selected = io.load_json(selection)
@@ -336,10 +338,26 @@ def headline(params: HeadlineStage, *, model: str, sets: str, tasks: str, basis:
                                  io.load_parquet(tasks, ["family", "prompt", "answer"]), windows)
     results, outputs = {}, {}
     for name, choice in choices.items():
-        with headline_model(lm, choice, params, basis, {p: p for p in masks}) as edited:
-            results[name] = stress_test(edited, stress_windows, params.stress, tokenizer.pad_token_id,
-                                        params.eval.batch_size, device)
-            outputs[name] = generate(edited, prompts, tokenizer.pad_token_id, params.eval.batch_size, device)
+        inputs = {"model": model, "sets": sets, "tasks": tasks}
+        if name == "kfac":
+            inputs["basis"] = basis
+        if name == "bsn":
+            inputs["masks"] = TEMPLATES["lm_bsn"]["masks"].format(layer_set=choice["layer_set"],
+                                                                 setting=choice["setting"])
+            assert inputs["masks"] in masks, f"no BSN masks among the inputs for the headline {choice}"
+        key = {k: (choice or {}).get(k) for k in ("method", "layer_set", "setting")}  # the edit, not how it was chosen
+        memo = CutoffMemo(Path(stress).parent / "headline" / ".memo", asdict(params), inputs)
+        entry = memo.get(key)
+        if entry is None:
+            with headline_model(lm, choice, params, basis, inputs.get("masks")) as edited:
+                entry = {"stress": stress_test(edited, stress_windows, params.stress, tokenizer.pad_token_id,
+                                               params.eval.batch_size, device),
+                         "generations": generate(edited, prompts, tokenizer.pad_token_id, params.eval.batch_size,
+                                                 device)}
+            memo.put(key, entry)
+        else:
+            log.info("%s: the same headline model as in an earlier run: its results are reused", name)
+        results[name], outputs[name] = entry["stress"], entry["generations"]
         log.info("%s: stress test original %.2f +- %.2f -> perturbed %.2f +- %.2f exact-match tokens (%d windows)",
                  name, results[name]["original_mean"], results[name]["original_sd"], results[name]["perturbed_mean"],
                  results[name]["perturbed_sd"], results[name]["n"])
