@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -39,6 +39,17 @@ class BSNConfig:
     weight_decay: float = 5e-4     # on the scores, as the original code
     batch_size: int = 32           # forget and retain examples per step, each
     seed: int = 0                  # score initialisation and batch order
+
+
+@dataclass
+class SubnetSpec:
+    """What one BalancedSubnet job trains: one point of the grid, on one layer set."""
+
+    layer_set: str = ""
+    patterns: list = field(default_factory=list)          # the layer set's module patterns (as the edits')
+    factor_modules: list = field(default_factory=list)    # a set resolves within the factor modules
+    token: str = ""                                       # the grid point's name (`artifacts.bsn_setting_token`)
+    config: BSNConfig = field(default_factory=BSNConfig)
 
 
 class _SmallestZeroed(torch.autograd.Function):

@@ -23,7 +23,6 @@ import pandas as pd
 
 from . import io
 from .artifacts import is_fingerprinted
-from .bsn import BSNConfig
 
 log = logging.getLogger(__name__)
 
@@ -189,27 +188,16 @@ def method_curve(sweep: pd.DataFrame, method: str, layer_set: str, columns: dict
     return pd.concat([rows.cutoff.rename(x), rows[list(columns)].rename(columns=columns)], axis=1)
 
 
-@dataclass
-class SubnetSpec:
-    """What one BalancedSubnet job trains: one point of the grid, on one layer set."""
-
-    layer_set: str = ""
-    patterns: list = field(default_factory=list)          # the layer set's module patterns (as the edits')
-    factor_modules: list = field(default_factory=list)    # a set resolves within the factor modules
-    token: str = ""                                       # the grid point's name (`artifacts.bsn_setting_token`)
-    config: BSNConfig = field(default_factory=BSNConfig)
-
-
 def bsn_description(layer_set: str, ratio: float, loss_weight: float, epochs: int, lr: float) -> str:
     """A BalancedSubnet grid point in words (the tables' setting column)."""
     return (f"{layer_set}, ratio {ratio:g}, loss weight {loss_weight:g}, {epochs} epoch{'s' * (epochs != 1)}, "
             f"lr {lr:g}")
 
 
-def subnet_result(spec: SubnetSpec, model, n_forget: int, n_retain: int, losses,
+def subnet_result(spec, model, n_forget: int, n_retain: int, losses,
                   evaluate: Callable) -> tuple[dict, dict, dict]:
-    """Train the BalancedSubnet masks of `spec` on `model`, evaluate the baked model (restored
-    afterwards); returns (row, zeroed flat indices per module, cost). With an empty forget set
+    """Train the BalancedSubnet masks of `spec` (a `bsn.SubnetSpec`) on `model`, evaluate the baked
+    model (restored afterwards); returns (row, zeroed flat indices per module, cost). With an empty forget set
     nothing is masked and the row says so."""
     import torch
 

@@ -16,13 +16,13 @@ import torch
 from .. import io
 from ..artifacts import TEMPLATES
 from ..basis import load_basis
-from ..bsn import baked
+from ..bsn import SubnetSpec, baked
 from ..edit import ModelEditor
 from ..common import pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import resolve_layer_set
 from ..common import InputError
-from ..sweep import (CutoffMemo, EditSpec, SubnetSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result,
+from ..sweep import (CutoffMemo, EditSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result,
                      sweep_cutoffs)
 from . import SETS
 from .activations import empty_table, lm_activation_ratio

@@ -17,7 +17,8 @@ from .. import io
 from ..basis import load_basis
 from ..common import pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors
-from ..sweep import EditSpec, SubnetSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result, sweep_cutoffs
+from ..bsn import SubnetSpec
+from ..sweep import EditSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result, sweep_cutoffs
 from .activations import vit_activation_ratio
 from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset, corrupt_labels, noisy_labels,
                    prepare_fashion_mnist, prepare_imagefolder, split_labels)
