@@ -50,7 +50,8 @@ def main(argv=None):
     work = args.workdir or Path(tempfile.mkdtemp(prefix="curvmem-study-")) / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(work)], check=True)
     subprocess.run(["git", "-C", str(work), "checkout", "-q", args.rev], check=True)
-    print(f"commit {subprocess.run(['git', '-C', str(work), 'log', '-1', '--format=%h %s'], capture_output=True, text=True).stdout.strip()}")
+    commit = subprocess.run(["git", "-C", str(work), "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    print(f"commit {commit.stdout.strip()}")
     config = f"--configfile={args.configfile}"
 
     seconds, _ = snakemake(work, config)

@@ -74,11 +74,12 @@ def _headline_settings(arm: str, params: CostParams, lm_selection: dict | None) 
     if arm == "lm":
         return {m: (c["layer_set"], c["setting"]) for m, c in (lm_selection or {}).items()}
     h = params.vit_headline
-    return {"kfac": (h["layer_set"], cutoff_token(h["rho"])), "svd": (h["layer_set"], cutoff_token(h["svd_drop_fraction"])),
+    return {"kfac": (h["layer_set"], cutoff_token(h["rho"])),
+            "svd": (h["layer_set"], cutoff_token(h["svd_drop_fraction"])),
             "bsn": (h["bsn"]["layer_set"], bsn_setting_token(h["bsn"]))}
 
 
-def cost_table(params: CostParams, records: list[dict], lm_selection: dict | None) -> "pd.DataFrame":
+def cost_table(params: CostParams, records: list[dict], lm_selection: dict | None):
     """What each method needs beyond the trained model, for its headline edit and for its whole sweep
     (evaluation never counted):
     - K-FAC: the factor collection and eigendecomposition jobs (shared by every K-FAC edit), then per
@@ -97,7 +98,9 @@ def cost_table(params: CostParams, records: list[dict], lm_selection: dict | Non
             mine = [r for r in records if r["arm"] == arm and r["method"] == method]
             if not mine:
                 continue
-            shared_s, shared_mb = (factor_s + basis_s, _nanmax([factor_mb, basis_mb])) if method == "kfac" else (0.0, math.nan)
+            shared_s, shared_mb = (0.0, math.nan)  # K-FAC alone needs the factor and eigendecomposition jobs
+            if method == "kfac":
+                shared_s, shared_mb = factor_s + basis_s, _nanmax([factor_mb, basis_mb])
             one = {}  # (layer set, setting) -> seconds of making that one edited model
             for r in mine:
                 if method == "bsn":
@@ -128,11 +131,7 @@ def cost(params: CostParams, *, table: str, records: list[str], after: list[str]
          lm_selection: str | None = None) -> None:
     """Rule cost: wall time and peak memory of what each method needs beyond the trained model (the
     jobs' benchmark files and the timings the edit and BSN jobs record; `after`: results it waits for)."""
-    loaded = []
-    for path in records:
-        record = io.load_json(path)
-        record["arm"] = Path(path).parts[2].split("_")[0]  # results/cost/<arm>_<rule>/...
-        loaded.append(record)
+    loaded = [io.load_json(path) for path in records]  # each names its arm, method and layer set
     frame = cost_table(params, loaded, io.load_json(lm_selection) if lm_selection else None)
     io.save_csv(frame, table)
     log.info("cost:\n%s", frame.round(2).to_string(index=False))

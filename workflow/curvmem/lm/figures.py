@@ -53,7 +53,8 @@ def lm_sweep(sweep: pd.DataFrame, selection: dict, out: Path) -> None:
             ax.plot(g.perplexity_increase_pct, g[f"{s}_strict_pct"], lw=0.6, color="grey",
                     ls="-" if method == "K-FAC" else ":")
         for m, c in selection.items():
-            r = sweep[(sweep.method == m) & (sweep.layer_set == c["layer_set"]) & (sweep.setting == c["setting"])].iloc[0]
+            r = sweep[(sweep.method == m) & (sweep.layer_set == c["layer_set"])
+                      & (sweep.setting == c["setting"])].iloc[0]
             ax.scatter(r.perplexity_increase_pct, r[f"{s}_strict_pct"], s=160, facecolors="none", edgecolors="black")
         ax.axhline(base[f"{s}_strict_pct"], color="grey", ls="--", lw=1)
         ax.set(xlabel="perplexity increase %, mean of per-batch exp (held-out text)", ylabel="strict recitation %",

@@ -18,10 +18,9 @@ from ..artifacts import TEMPLATES
 from ..basis import load_basis
 from ..bsn import SubnetSpec, baked
 from ..edit import ModelEditor
-from ..common import pick_device, seed_everything
+from ..common import InputError, pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import resolve_layer_set
-from ..common import InputError
 from ..sweep import (CutoffMemo, EditSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result,
                      sweep_cutoffs)
 from . import SETS
@@ -180,7 +179,8 @@ def baseline(params: EvalStage, *, model: str, sets: str, clean: str, tasks: str
     lm, evaluation = _evaluation(params, model, sets, clean, tasks)
     result, top10 = evaluation(lm)
     io.save_tensors({"top10": top10}, reference, {"blocks": len(evaluation.blocks)})
-    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "setting": "", "modules": [], "kept_fraction": 1.0, **result,
+    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "setting": "", "modules": [], "kept_fraction": 1.0,
+           **result,
            "ndcg10": float(ndcg_at_10(top10, top10).mean())}
     save_edit_rows([row], metrics)
     _log_row(row)
@@ -208,7 +208,7 @@ def edits(params: EditStage, *, model: str, sets: str, clean: str, tasks: str, r
     for row in rows:
         _log_row(row)
     save_edit_rows(rows, metrics)
-    io.save_json(timings, cost)
+    io.save_json({"arm": "lm", **timings}, cost)
 
 
 def _edit_evaluation(params: EvalStage, model: str, sets: str, clean: str, tasks: str, reference: str):
@@ -261,11 +261,11 @@ def bsn(params: BSNStage, *, model: str, sets: str, clean: str, tasks: str, refe
     seed_everything(params.bsn.config.seed)
     row, zeroed, timings = subnet_result(params.bsn, lm, len(forget), len(retain), losses, evaluate)
     _log_row(row)
-    io.save_tensors({name: idx for name, idx in zeroed.items()}, masks,
+    io.save_tensors(zeroed, masks,
                     {"setting": asdict(params.bsn), "modules": row["modules"], "content": "flat indices of the "
                      "zeroed weights of each module (W <- W * M)"})
     save_edit_rows([row], metrics)
-    io.save_json(timings, cost)
+    io.save_json({"arm": "lm", **timings}, cost)
 
 
 @dataclass

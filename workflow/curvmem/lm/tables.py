@@ -112,8 +112,9 @@ def table7(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
     for name in ("baseline", *METHODS):
         r = pick(sweep, choices.get(name))
         rows.append({"model": name, "setting": describe(r), "ndcg10": r.ndcg10,
-                     "perplexity_batch_mean": r.perplexity_batch_mean, "perplexity_increase_pct": r.perplexity_increase_pct,
-                     "perplexity_token": r.perplexity, **{f"paper_{k}": v for k, v in TABLE7_LM[name].items()}})
+                     "perplexity_batch_mean": r.perplexity_batch_mean,
+                     "perplexity_increase_pct": r.perplexity_increase_pct, "perplexity_token": r.perplexity,
+                     **{f"paper_{k}": v for k, v in TABLE7_LM[name].items()}})
     return pd.DataFrame(rows)
 
 

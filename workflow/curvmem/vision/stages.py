@@ -128,7 +128,8 @@ def _evaluation(params: EvalStage, model: str, data: str, val: str, corruption: 
 def baseline(params: EvalStage, *, model: str, data: str, val: str, corruption: str, metrics: str) -> None:
     """Rule vit_baseline: the unedited model's memorization, GT recovery and accuracy."""
     vit, evaluate = _evaluation(params, model, data, val, corruption)
-    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "setting": "", "modules": [], "kept_fraction": 1.0, **evaluate(vit)}
+    row = {"method": "none", "layer_set": "", "cutoff": 1.0, "setting": "", "modules": [], "kept_fraction": 1.0,
+           **evaluate(vit)}
     save_edit_rows([row], metrics)
     log.info("unedited: memorized %.1f%%, GT %.1f%%, val %.1f%%", row["memorized_train_pct"],
              row["train_gt_acc_pct"], row["val_acc_pct"])
@@ -153,7 +154,7 @@ def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str
     for row in rows:
         _log_row(row)
     save_edit_rows(rows, metrics)
-    io.save_json(timings, cost)
+    io.save_json({"arm": "vit", **timings}, cost)
 
 
 def _log_row(row: dict) -> None:
@@ -186,7 +187,7 @@ def bsn(params: BSNStage, *, model: str, data: str, val: str, corruption: str, m
     row, _, timings = subnet_result(params.bsn, vit, len(mislabeled), len(clean), losses, evaluate)
     _log_row(row)
     save_edit_rows([row], metrics)
-    io.save_json(timings, cost)
+    io.save_json({"arm": "vit", **timings}, cost)
 
 
 @dataclass
