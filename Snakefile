@@ -6,6 +6,8 @@ from curvmem.config import ConfigError, load_yaml
 
 min_version("9.0")
 
+report: "workflow/report/workflow.rst"  # the front page of `snakemake --report report.html`
+
 
 # The default config only when none is given: --configfile replaces it instead of being merged into
 # it (a merge would keep the default's layer sets in a smaller model's config). Read here first so a

@@ -56,7 +56,7 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
 
 
 def _row(method, layer_set, cutoff, recite, ppl, token_ppl=None, setting=None):
-    sets = {s: {"strict_pct": recite, "loose_pct": recite, "levenshtein": 0.0, "n": 10}
+    sets = {s: {"strict_pct": recite, "loose_pct": recite, "levenshtein": 0.0, "n": 20}
             for s in ("memorized_train", "memorized_val", "quotes")}
     setting = setting if setting is not None else ("" if method == "none" else repr(float(cutoff)))
     return {"method": method, "layer_set": layer_set, "cutoff": cutoff, "setting": setting, "kept_fraction": 1.0,

@@ -1,12 +1,13 @@
 """The pipeline contract on config/test.yaml: the whole DAG runs, a second run does nothing, and a
 parameter change reruns exactly the jobs that depend on it."""
 import json
+import re
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import job_counts, layout, snakemake
+from conftest import job_counts, layout, run_module, snakemake
 
 pytestmark = pytest.mark.pipeline
 CFG = ("--configfile", "config/test.yaml")
@@ -34,7 +35,7 @@ def test_full_dag_builds_every_output(workdir):
     assert len(sweep) == 1 + 2 * (2 + 1) + 1  # baseline + 2 layer sets x (2 rhos + 1 svd) + 1 BSN point
     figures = sorted(p.name for p in (workdir / "results/figures").glob("*.png"))
     assert figures == ["cost.png", "lm_activation_ratio.png", "lm_facts_vs_frequency.png",
-                       "lm_recitation_vs_perplexity.png", "lm_stress_test.png", "lm_table1.png",
+                       "lm_band_vs_retention.png", "lm_recitation_vs_perplexity.png", "lm_stress_test.png", "lm_table1.png",
                        "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png", "vit_activation_ratio.png",
                        "vit_rho_sweep.png", "vit_spectra.png", "vit_table2.png", "vit_training.png"]
     assert all((workdir / "logs" / f"{rule}.log").exists()
@@ -43,6 +44,36 @@ def test_full_dag_builds_every_output(workdir):
         assert (workdir / path).exists(), path
     metrics = json.loads((workdir / "results/metrics.json").read_text())
     assert metrics["vit"]["kfac"]["memorized_train_pct"] == table2.set_index("model").memorized_train_pct["kfac"]
+
+
+
+def report_items(html: str) -> tuple[dict, dict]:
+    """The results and categories a Snakemake HTML report embeds as JSON (`var results = {...}`)."""
+    found = []
+    for name in ("results", "categories"):
+        match = re.search(rf"var {name} = (?={{)", html)
+        assert match, f"no `var {name}` in the report"
+        found.append(json.JSONDecoder().raw_decode(html, match.end())[0])
+    return found[0], found[1]
+
+
+def test_report_has_every_figure_and_main_table_with_its_caption(workdir):
+    run_module(workdir, "snakemake", "--report", "report.html", "--configfile", "config/test.yaml")
+    results, categories = report_items((workdir / "report.html").read_text())
+    on_disk = {f"results/figures/{p.name}" for p in (workdir / "results/figures").glob("*.png")}
+    tables = {f"results/tables/{name}" for name in ("table2_vit.csv", "vit_differences.csv", "table1_lm.csv",
+                                                   "lm_differences.csv", "lm_tasks.csv", "lm_band_retention.csv",
+                                                   "lm_band_correlation.csv", "table6_lm_stress.csv",
+                                                   "table7_lm_coherence.csv", "table12_lm_generations.md",
+                                                   "cost.csv")}
+    assert on_disk and on_disk | tables <= set(results), sorted(on_disk | tables - set(results))
+    captions = {path: " ".join(re.sub(r"<[^>]+>", "", item["caption"]).split()) for path, item in results.items()}
+    short = {path: text for path, text in captions.items() if len(text.split()) < 25}
+    assert not short, short
+    assert len({captions[p] for p in on_disk}) == len(on_disk), "figures share one caption"
+    assert "K-FAC at rho 0.9," in captions["results/figures/vit_table2.png"]  # config/test.yaml's headline
+    placed = {path for sub in categories.values() for paths in sub.values() for path in paths}
+    assert placed == set(results) and set(categories) == {"Vision arm", "LM arm", "Both arms"}
 
 
 def test_lm_arm_outputs(workdir):

@@ -24,6 +24,24 @@ def theme() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
 
 
+def interval_bars(ax, frame: pd.DataFrame, x: str, hue: str, value: str = "value", low: str = "ci_low",
+                  high: str = "ci_high") -> None:
+    """95% intervals as error bars on a seaborn barplot drawn from `frame` with this x and hue (both
+    in order of appearance, seaborn's default order for string columns)."""
+    x_order, hue_order = list(dict.fromkeys(frame[x])), list(dict.fromkeys(frame[hue]))
+    assert len(ax.containers) >= len(hue_order), "draw the bars before their intervals"
+    cells = frame.set_index([x, hue])
+    for container, h in zip(ax.containers, hue_order):
+        for bar, xv in zip(container, x_order):
+            if (xv, h) not in cells.index:
+                continue
+            r = cells.loc[(xv, h)]
+            if pd.isna(r[low]) or pd.isna(r[value]):
+                continue
+            ax.errorbar(bar.get_x() + bar.get_width() / 2, r[value], fmt="none", ecolor="black", lw=0.8, capsize=2,
+                        yerr=[[r[value] - r[low]], [r[high] - r[value]]])
+
+
 def save(fig, out: Path, name: str) -> None:
     path = Path(out) / name
     with io.atomic_path(path) as tmp:

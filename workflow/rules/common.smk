@@ -5,6 +5,7 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from curvmem.artifacts import TEMPLATES, Layout, bsn_grid, cutoff_token, lm_model_rule
 from curvmem.config import ConfigError, Memo, file_digests, validate
@@ -153,3 +154,49 @@ def cheap_outputs() -> list[str]:
     if config.get("lm"):
         out += TEMPLATES["lm_headline"].values()
     return out + list(TEMPLATES["metrics"].values()) + list(TEMPLATES["cost"].values()) + cost_records()
+
+
+REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm, then the paper's item
+    "vit_table2": ("Vision arm", "Table 2: label-noise memorization"),
+    "table2_vit": ("Vision arm", "Table 2: label-noise memorization"),
+    "vit_differences": ("Vision arm", "Table 2: label-noise memorization"),
+    "vit_activation_ratio": ("Vision arm", "Fig. 2: activation ratio"),
+    "vit_rho_sweep": ("Vision arm", "Cutoff sweep"),
+    "vit_spectra": ("Vision arm", "Curvature spectra"),
+    "vit_training": ("Vision arm", "Training"),
+    "lm_table1": ("LM arm", "Table 1: verbatim recitation"),
+    "table1_lm": ("LM arm", "Table 1: verbatim recitation"),
+    "lm_differences": ("LM arm", "Table 1: verbatim recitation"),
+    "lm_activation_ratio": ("LM arm", "Fig. 2: activation ratio"),
+    "lm_task_retention": ("LM arm", "Fig. 3: task retention"),
+    "lm_tasks": ("LM arm", "Fig. 3: task retention"),
+    "lm_tasks_vs_recitation": ("LM arm", "Fig. 3: task retention"),
+    "lm_facts_vs_frequency": ("LM arm", "Fig. 5: facts by frequency"),
+    "lm_band_vs_retention": ("LM arm", "Fig. 4: band profile vs retention"),
+    "lm_band_retention": ("LM arm", "Fig. 4: band profile vs retention"),
+    "lm_band_correlation": ("LM arm", "Fig. 4: band profile vs retention"),
+    "lm_stress_test": ("LM arm", "Table 6: stress test"),
+    "table6_lm_stress": ("LM arm", "Table 6: stress test"),
+    "table7_lm_coherence": ("LM arm", "Table 7: coherence"),
+    "table12_lm_generations": ("LM arm", "Table 12: generations"),
+    "lm_recitation_vs_perplexity": ("LM arm", "Cutoff sweep"),
+    "lm_training": ("LM arm", "Training"),
+    "cost": ("Both arms", "Cost"),
+}
+
+
+def report_place(stem: str) -> tuple[str, str]:
+    assert stem in REPORT_ITEMS, f"{stem}: add it to REPORT_ITEMS in workflow/rules/report.smk"
+    return REPORT_ITEMS[stem]
+
+
+def reported(rule: str, *keys: str) -> dict:
+    """The rule's outputs, those named by `keys` marked for the report with the caption
+    workflow/report/<file stem>.rst."""
+    outputs = dict(TEMPLATES[rule])
+    for key in keys:
+        stem = Path(outputs[key]).stem
+        category, subcategory = report_place(stem)
+        outputs[key] = report(outputs[key], caption=f"../report/{stem}.rst", category=category,
+                              subcategory=subcategory, labels={"item": stem})
+    return outputs

@@ -144,11 +144,13 @@ if LM:
             model=lm_model(),
             sets=ART["lm_sets"].sets,
             clean=ART["lm_data"].clean,
+            tasks=ART["lm_data"].tasks,
             basis=ART["lm_basis"].basis,
         output:
             **TEMPLATES["lm_activation_ratio"],
         params:
-            **stage("lm_activation_ratio", {"eval": LM["eval"], "factors": LM["factors"]}),
+            **stage("lm_activation_ratio", {"eval": LM["eval"], "factors": LM["factors"],
+                                            "layer_sets": LM["edit"]["layer_sets"]}),
         threads: config["threads"]["edit"]
         log:
             "logs/lm_activation_ratio.log",

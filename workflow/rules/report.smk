@@ -2,6 +2,8 @@
 # `results/figures` stands for the whole study: its rule reads every artifact and result (STUDY),
 # and anything deleted or lost to a failed job is rebuilt by `snakemake --cores all results/figures`
 # (see study_stamp in common.smk).
+# `snakemake --report report.html` gathers the figures and the main tables with their captions
+# (workflow/report/); REPORT_ITEMS in common.smk says where each appears.
 
 
 if VIT:
@@ -13,7 +15,7 @@ if VIT:
             bsn=bsn_results("vit"),
             ratio=TEMPLATES["vit_activation_ratio"]["ratio"],
         output:
-            **TEMPLATES["vit_tables"],
+            **reported("vit_tables", "table2", "differences"),
         params:
             **stage("vit_tables", VIT["headline"]),
         log:
@@ -32,8 +34,9 @@ if LM:
             edits=edit_results("lm"),
             bsn=bsn_results("lm"),
             ratio=TEMPLATES["lm_activation_ratio"]["ratio"],
+            profile=TEMPLATES["lm_activation_ratio"]["profile"],
         output:
-            **TEMPLATES["lm_tables"],
+            **reported("lm_tables", "table1", "tasks", "table7", "differences", "bands", "band_correlation"),
         params:
             **stage("lm_tables", LM["selection"]),
         log:
@@ -52,7 +55,7 @@ if LM:
             selection=TEMPLATES["lm_tables"]["selection"],
             masks=bsn_results("lm", "masks"),
         output:
-            **TEMPLATES["lm_headline"],
+            **reported("lm_headline", "table6", "generations"),
         params:
             **stage("lm_headline", {"eval": LM["eval"], "layer_sets": LM["edit"]["layer_sets"],
                                     "factor_modules": LM["factors"]["modules"], "stress": LM["stress"],
@@ -88,7 +91,7 @@ rule cost:
         after=[TEMPLATES[f"{arm}_tables"]["sweep"] for arm in ("vit", "lm") if config.get(arm)],
         **({"lm_selection": TEMPLATES["lm_tables"]["selection"]} if LM else {}),
     output:
-        **TEMPLATES["cost"],
+        **reported("cost", "table"),
     params:
         **stage("cost", {"vit_headline": VIT["headline"] if VIT else {},
                          "benchmarks": {f"{arm}_{rule}": f"logs/benchmarks/{arm}_{rule}.tsv" for arm in ("vit", "lm")
@@ -114,12 +117,15 @@ rule figures:
         **(dict(lm_table1=TEMPLATES["lm_tables"]["table1"], lm_sweep=TEMPLATES["lm_tables"]["sweep"],
                 lm_tasks=TEMPLATES["lm_tables"]["tasks"], lm_facts=TEMPLATES["lm_tables"]["facts"],
                 lm_activation=TEMPLATES["lm_tables"]["activation"], lm_selection=TEMPLATES["lm_tables"]["selection"],
-                lm_table6=TEMPLATES["lm_headline"]["table6"])
+                lm_table6=TEMPLATES["lm_headline"]["table6"], lm_bands=TEMPLATES["lm_tables"]["bands"],
+                lm_band_correlation=TEMPLATES["lm_tables"]["band_correlation"])
            if LM else {}),
         cost=TEMPLATES["cost"]["table"],
         **({"lm_train_metrics": ART["lm_train"].metrics} if LM and "lm_train" in ART else {}),
     output:
-        figures=directory(TEMPLATES["figures"]["figures"]),
+        figures=report(directory(TEMPLATES["figures"]["figures"]), patterns=["{name}.png"],
+                       caption="../report/figures.rst", category=lambda w: report_place(w.name)[0],
+                       subcategory=lambda w: report_place(w.name)[1], labels={"item": "{name}"}),
     params:
         **stage("figures", {"vit_headline": VIT["headline"] if VIT else {}}),
     log:

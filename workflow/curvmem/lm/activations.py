@@ -1,12 +1,14 @@
 """Activation ratio of the LM's MLP inputs (paper Fig. 2, LM half): memorized windows vs clean text,
-at the positions that predict the suffix tokens. The clean text is disjoint from the factor text:
-the factor text's chunks after the ones the factors read."""
+at the positions that predict the suffix tokens; and the band profile of every memorized set and
+task family (paper Fig. 4). The clean text is disjoint from the factor text: the factor text's
+chunks after the ones the factors read."""
 from __future__ import annotations
 
 import pandas as pd
 import torch
 
-from ..activations import capture_inputs, ratio_table
+from ..activations import capture_inputs, ratio_rows, ratio_table
+from ..basis import module_basis
 from ..common import InputError
 
 COLUMNS = ["module", "basis", "band", "memorized", "clean", "ratio"]
@@ -23,9 +25,10 @@ def empty_table() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="str" if i < 3 else "float") for i, c in enumerate(COLUMNS)})
 
 
-def lm_activation_ratio(model, names: list[str], basis: dict, windows: pd.DataFrame, clean_stream: torch.Tensor,
-                        batch_size: int, device) -> pd.DataFrame:
-    """The ratio table of memorized windows vs clean windows of the same lengths.
+def window_inputs(model, names: list[str], windows: pd.DataFrame, clean_stream: torch.Tensor, batch_size: int,
+                  device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Layer inputs at the suffix-predicting positions of `windows` and of clean windows of the same
+    lengths.
 
     `windows` has `prefix_ids` and `suffix_ids` (lengths may differ between windows); each group of
     equal (prefix, suffix) lengths is compared with as many clean windows of that length, cut in
@@ -57,4 +60,29 @@ def lm_activation_ratio(model, names: list[str], basis: dict, windows: pd.DataFr
         mem_inputs.append(inputs(torch.tensor(group)))
         clean_inputs.append(inputs(clean))
     merge = lambda parts: {n: torch.cat([p[n] for p in parts]) for n in names}  # noqa: E731
-    return ratio_table(model, names, basis, merge(mem_inputs), merge(clean_inputs))
+    return merge(mem_inputs), merge(clean_inputs)
+
+
+def lm_activation_ratio(model, names: list[str], basis: dict, windows: pd.DataFrame, clean_stream: torch.Tensor,
+                        batch_size: int, device) -> pd.DataFrame:
+    """The ratio table of memorized windows vs clean windows of the same lengths (`window_inputs`)."""
+    memorized, clean = window_inputs(model, names, windows, clean_stream, batch_size, device)
+    return ratio_table(model, names, basis, memorized, clean)
+
+
+def band_profile(model, names: list[str], basis: dict, groups: dict[str, pd.DataFrame], clean_stream: torch.Tensor,
+                 batch_size: int, device) -> pd.DataFrame:
+    """Paper Fig. 4's input: for each group of windows (a memorized set, a task family's prompts
+    followed by their answers), each module and band of the curvature order, the group's mean
+    activation strength over clean text's at the same positions."""
+    directions = {n: {"kfac": module_basis(basis, n)[3]} for n in names}
+    frames = []
+    for group, windows in groups.items():
+        if not len(windows):
+            continue
+        inputs, clean = window_inputs(model, names, windows, clean_stream, batch_size, device)
+        rows = pd.DataFrame(ratio_rows(inputs, clean, directions)).rename(columns={"memorized": "group_strength",
+                                                                                  "clean": "clean_strength"})
+        frames.append(rows.assign(group=group, n=len(windows)))
+    columns = ["group", "n", "module", "basis", "band", "group_strength", "clean_strength", "ratio"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

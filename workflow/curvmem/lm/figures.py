@@ -1,5 +1,6 @@
 """Figures of the LM arm: Table 1, recitation vs perplexity, task retention, tasks vs recitation,
-facts vs frequency, the stress test (Table 6), activation bands, training loss. Every figure that
+facts vs frequency, the stress test (Table 6), activation bands (Fig. 2), band profiles against
+retention (Fig. 4), training loss. Every figure that
 shows K-FAC and SVD shows BalancedSubnet (BSN) too."""
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import METHOD_PALETTE, MODEL_LABELS, activation_bands, save
+from ..plotting import METHOD_PALETTE, MODEL_LABELS, activation_bands, interval_bars, save
 from .tables import METHODS
 
 LM_SETS = {"memorized_val": "memorized (validation)", "quotes": "quotes"}
@@ -19,16 +20,21 @@ def lm_table1(table1: pd.DataFrame, out: Path) -> None:
     rows = []
     for _, r in table1.iterrows():
         for s, label in LM_SETS.items():
-            rows.append({"source": "ours", "model": MODEL_LABELS[r.model], "set": label, "strict": r[f"{s}_strict_pct"]})
+            rows.append({"source": "ours", "model": MODEL_LABELS[r.model], "set": label, "strict": r[f"{s}_strict_pct"],
+                         "ci_low": r[f"{s}_strict_pct_ci_low"], "ci_high": r[f"{s}_strict_pct_ci_high"]})
             rows.append({"source": "paper (OLMo-2-7B)", "model": MODEL_LABELS[r.model], "set": label,
                          "strict": r[f"paper_{s}_strict_pct"]})
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for ax, source in zip(axes, ("ours", "paper (OLMo-2-7B)")):
-        sns.barplot(pd.DataFrame(rows).query("source == @source"), x="set", y="strict", hue="model", ax=ax,
-                    palette=METHOD_PALETTE)
+        part = pd.DataFrame(rows).query("source == @source")
+        sns.barplot(part, x="set", y="strict", hue="model", ax=ax, palette=METHOD_PALETTE)
         for container in ax.containers:
-            ax.bar_label(container, fmt="%.1f", fontsize=7)
-        ax.set(title=source, xlabel="", ylabel="strict recitation %", ylim=(0, 110))
+            ax.bar_label(container, fmt="%.1f", fontsize=7, padding=6 if source == "ours" else 0)
+        if source == "ours":
+            interval_bars(ax, part, x="set", hue="model", value="strict")
+            ax.get_legend().remove()  # the paper's panel carries the same legend
+        ax.set(title=f"{source} (bars: 95% Wilson intervals)" if source == "ours" else source, xlabel="",
+               ylabel="strict recitation %", ylim=(0, 115))
     ppl = pd.DataFrame([{"model": MODEL_LABELS[r.model], "source": src, "increase %": 100 * (v / base - 1)}
                         for src, col in (("ours", "perplexity_batch_mean"), ("paper", "paper_perplexity_batch_mean"))
                         for base in [table1.loc[table1.model == "baseline", col].iloc[0]]
@@ -72,10 +78,12 @@ def lm_tasks(tasks: pd.DataFrame, out: Path) -> None:
     for _, r in tasks.iterrows():
         label = r.family if r.above_chance else f"{r.family}\n(unedited at chance: left out)"
         for m in METHODS:
-            rows.append({"family": label, "method": MODEL_LABELS[m], "retained %": r[f"{m}_retention_pct"]})
+            rows.append({"family": label, "method": MODEL_LABELS[m], "retained %": r[f"{m}_retention_pct"],
+                         "ci_low": r[f"{m}_retention_ci_low"], "ci_high": r[f"{m}_retention_ci_high"]})
     frame = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(9, 4.2))
     sns.barplot(frame, x="family", y="retained %", hue="method", ax=ax, palette=METHOD_PALETTE)
+    interval_bars(ax, frame, x="family", hue="method", value="retained %")
     for i, (_, r) in enumerate(tasks.iterrows()):
         if pd.notna(r.paper_kfac_retention_low):
             ax.plot([i - 0.4, i + 0.4], [r.paper_kfac_retention_low] * 2, color="black", lw=1)
@@ -83,7 +91,8 @@ def lm_tasks(tasks: pd.DataFrame, out: Path) -> None:
             ax.fill_between([i - 0.4, i + 0.4], r.paper_kfac_retention_low, r.paper_kfac_retention_high,
                             color="black", alpha=0.08, lw=0)
     ax.axhline(100, color="grey", ls="--", lw=1)
-    ax.set(xlabel="", title="Retained accuracy per task family (edited / unedited); band: paper's K-FAC range")
+    ax.set(xlabel="", title="Retained accuracy per task family (edited / unedited; bars: 95% intervals, Donner-Zou);\n"
+                            "band: paper's K-FAC range")
     save(fig, out, "lm_task_retention.png")
 
 
@@ -164,6 +173,46 @@ def lm_stress(table6: pd.DataFrame, out: Path) -> None:
     save(fig, out, "lm_stress_test.png")
 
 
+GROUP_LABELS = {"memorized_val": "memorized (validation)", "quotes": "quotes"}
+
+
+def lm_band_retention(points: pd.DataFrame, correlation: pd.DataFrame, out: Path) -> None:
+    """Fig. 4: a group's activation in the top and bottom curvature bands of the edited layers
+    (relative to clean text) against how much of the group the K-FAC edit keeps, every edit of the
+    sweep (small) and the headline edit (large); right: the headline layers' band profiles."""
+    if points.empty:
+        return
+    frame = points.assign(group=points.group.map(lambda g: GROUP_LABELS.get(g, g.removeprefix("task_"))))
+    groups = list(dict.fromkeys(frame.group))
+    palette = dict(zip(groups, sns.color_palette("tab10", len(groups))))
+    rho = correlation.set_index(["scope", "band"]).spearman_rho
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    for ax, band, label in ((axes[0], "bottom50_ratio", "bottom 50%"), (axes[1], "top10_ratio", "top 10%")):
+        sns.scatterplot(frame, x=band, y="retained_pct", hue="group", palette=palette, ax=ax, s=22, alpha=0.5,
+                        legend=False)
+        top = frame[frame.headline]
+        ax.scatter(top[band], top.retained_pct, s=120, c=[palette[g] for g in top.group], edgecolors="black")
+        ax.axvline(1, color="grey", ls="--", lw=1)
+        ax.set(xlabel=f"{label} band activation / clean text's",
+               ylabel="kept after the K-FAC edit, % of unedited",
+               title=f"{label} band: Spearman {rho.get(('every K-FAC edit', band), float('nan')):.2f} over every "
+                     f"edit,\n{rho.get(('headline K-FAC edit', band), float('nan')):.2f} at the headline (large)")
+    head = frame[frame.headline]
+    profile = head.melt(id_vars=["group"], value_vars=["top10_ratio", "band_10_25_ratio", "band_25_50_ratio",
+                                                       "bottom50_ratio"], var_name="band", value_name="ratio")
+    profile["band"] = profile.band.map({"top10_ratio": "top 10%", "band_10_25_ratio": "10-25%",
+                                        "band_25_50_ratio": "25-50%", "bottom50_ratio": "bottom 50%"})
+    sns.pointplot(profile, x="band", y="ratio", hue="group", palette=palette, ax=axes[2], markersize=4)
+    axes[2].axhline(1, color="grey", ls="--", lw=1)
+    axes[2].set(xlabel="curvature band (high to low)", ylabel="activation relative to clean text",
+                title=f"band profiles in the headline layers ({head.layer_set.iloc[0] if len(head) else 'none'})")
+    axes[2].legend(title="group", loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle("Fig. 4: which abilities live low in the spectrum (paper: memorized data ~1.6x more active than "
+                 "OpenBookQA in the bottom band of layers 23-25; math skews low)", fontsize=11)
+    fig.tight_layout()
+    save(fig, out, "lm_band_vs_retention.png")
+
+
 def lm_training(history: list[dict], out: Path) -> None:
     frame = pd.DataFrame(history)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -173,7 +222,8 @@ def lm_training(history: list[dict], out: Path) -> None:
 
 
 def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.DataFrame, facts: pd.DataFrame,
-         activation: pd.DataFrame, selection: dict, table6: pd.DataFrame, history: list[dict] | None) -> None:
+         activation: pd.DataFrame, selection: dict, table6: pd.DataFrame, bands: pd.DataFrame,
+         band_correlation: pd.DataFrame, history: list[dict] | None) -> None:
     """Every figure of the LM arm into `out` (the training loss only for a model trained here)."""
     lm_table1(table1, out)
     lm_stress(table6, out)
@@ -181,6 +231,7 @@ def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.Data
     lm_tasks(tasks, out)
     lm_tasks_vs_recitation(sweep, tasks, out)
     lm_facts(facts, out)
+    lm_band_retention(bands, band_correlation, out)
     activation_bands(activation, out, "lm_activation_ratio.png",
                      "LM activation ratio per band (paper Fig. 2): memorized suffix positions vs clean text")
     if history is not None:

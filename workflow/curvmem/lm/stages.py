@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from .. import io
@@ -24,7 +25,7 @@ from ..layers import resolve_layer_set
 from ..sweep import (CutoffMemo, EditSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result,
                      sweep_cutoffs)
 from . import SETS
-from .activations import empty_table, lm_activation_ratio
+from .activations import band_profile, empty_table, lm_activation_ratio
 from .data import DataStage, build
 from .evaluate import EvalConfig, LMEvaluation, ndcg_at_10
 from .factors import LMFactorConfig, factor_chunks
@@ -33,9 +34,10 @@ from .model import LMConfig, build_lm, import_pretrained, load_model_dir, resolv
 from .positions import lm_forward, sequence_losses
 from .sets import WindowConfig, summarize, verify
 from .stress import StressConfig, stress_test
-from .tables import (METHODS, PLOT_COLUMNS, SelectionConfig, fact_table, select, stress_table, sweep_table,
-                     table1 as make_table1, table7 as make_table7, task_table)
-from .tokens import pack
+from .tables import (METHODS, PLOT_COLUMNS, SelectionConfig, band_correlation as correlate_bands, band_retention,
+                     fact_table, headline_differences, select, stress_table, sweep_table, table1 as make_table1,
+                     table7 as make_table7, task_table)
+from .tokens import doc_start_ids, pack
 from .train import LMTrainConfig, train_lm, world_tokenizer
 
 log = logging.getLogger(__name__)
@@ -271,24 +273,43 @@ def bsn(params: BSNStage, *, model: str, sets: str, clean: str, tasks: str, refe
 @dataclass
 class ActivationStage(EvalStage):
     factors: LMFactorConfig = field(default_factory=lambda: LMFactorConfig(modules=["model.layers.*.mlp.*"]))
+    layer_sets: dict = field(default_factory=dict)        # lm.edit.layer_sets: name -> module patterns
 
 
-def activation_ratio(params: ActivationStage, *, model: str, sets: str, clean: str, basis: str, ratio: str) -> None:
-    """Rule lm_activation_ratio: memorized windows vs clean text the factors never read, per band."""
+def task_windows(tokenizer, tasks: str) -> dict[str, pd.DataFrame]:
+    """Each task family's evaluation prompts (as the evaluation starts them) followed by their gold
+    answers, as windows whose suffix is the answer."""
+    frame = io.load_parquet(tasks, ["family", "prompt", "answer"])
+    start = doc_start_ids(tokenizer)
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    return {f"task_{family}": pd.DataFrame({"prefix_ids": [start + ids(p) for p in g["prompt"]],
+                                            "suffix_ids": [ids(a) for a in g["answer"]]})
+            for family, g in frame.groupby("family", sort=True)}
+
+
+def activation_ratio(params: ActivationStage, *, model: str, sets: str, clean: str, tasks: str, basis: str,
+                     ratio: str, profile: str) -> None:
+    """Rule lm_activation_ratio: memorized windows vs clean text the factors never read, per band
+    (Fig. 2), and the band profile of every memorized set and task family per layer set (Fig. 4)."""
     device = pick_device(params.eval.device)
     lm, tokenizer = load_model_dir(model, device)
     windows = io.load_parquet(sets, ["set", "prefix_ids", "suffix_ids"])
-    windows = windows[windows["set"] == "memorized_train"]
-    if not len(windows):  # a model that recites nothing: nothing to compare
-        log.warning("no verified memorized training windows: the activation-ratio table is empty")
-        io.save_parquet(empty_table(), ratio)
-        return
     names = io.load_metadata(basis)["modules"]
     layers = {n: m for n, m in lm.named_modules() if n in names}
+    factor_basis = load_basis(basis, layers)
     stream = retain_sequences(tokenizer, clean, params.factors).reshape(-1)  # clean text the factors never read
-    frame = lm_activation_ratio(lm, names, load_basis(basis, layers), windows, stream, params.eval.batch_size,
-                                device)
+    train = windows[windows["set"] == "memorized_train"]
+    if len(train):
+        frame = lm_activation_ratio(lm, names, factor_basis, train, stream, params.eval.batch_size, device)
+    else:  # a model that recites nothing: nothing to compare
+        log.warning("no verified memorized training windows: the activation-ratio table is empty")
+        frame = empty_table()
     io.save_parquet(frame, ratio)
+    groups = {s: windows[windows["set"] == s] for s in ("memorized_val", "quotes")} | task_windows(tokenizer, tasks)
+    bands = band_profile(lm, names, factor_basis, groups, stream, params.eval.batch_size, device)
+    members = [(layer_set, name) for layer_set, patterns in params.layer_sets.items()
+               for name in resolve_layer_set(linear_names(lm), params.factors.modules, patterns)]
+    io.save_parquet(bands.merge(pd.DataFrame(members, columns=["layer_set", "module"]), on="module"), profile)
 
 
 @dataclass
@@ -372,9 +393,9 @@ def headline(params: HeadlineStage, *, model: str, sets: str, tasks: str, basis:
 
 def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table1: str,
            sweep: str, tasks: str, facts: str, activation: str, selection: str, kfac_plot: str, svd_plot: str,
-           table7: str) -> None:
+           table7: str, differences: str, profile: str, bands: str, band_correlation: str) -> None:
     """Rule lm_tables: the sweep, the headline choice of each method on memorized_train, Tables 1
-    and 7, tasks, facts."""
+    and 7, tasks, facts, and the headline comparisons with their intervals."""
     rows = load_edit_rows([baseline, *edits, *bsn])
     frame = sweep_table(rows)
     choices = {m: select(frame, m, params.max_perplexity_increase) for m in METHODS}
@@ -385,7 +406,12 @@ def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: lis
     io.save_json(choices, selection)
     io.save_csv(t1, table1)
     io.save_csv(make_table7(frame, choices), table7)
-    io.save_csv(task_table(chosen), tasks)
+    io.save_csv(headline_differences(frame, choices), differences)
+    task_frame = task_table(chosen)
+    io.save_csv(task_frame, tasks)
+    points = band_retention(frame, io.load_parquet(profile), task_frame, choices)
+    io.save_csv(points, bands)
+    io.save_csv(correlate_bands(points), band_correlation)
     io.save_csv(fact_table(chosen), facts)
     io.save_csv(io.load_parquet(ratio), activation)
     for method, path, x in (("kfac", kfac_plot, "rho"), ("svd", svd_plot, "drop_fraction")):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..intervals import differences, ratio, wilson, with_intervals
 from ..paper import RETENTION_LM, TABLE1_LM, TABLE1_SETTING, TABLE6_LM, TABLE7_LM
 from ..sweep import bsn_description, sweep_frame
 from . import SETS
@@ -49,6 +50,7 @@ def sweep_table(rows: list[dict]) -> pd.DataFrame:
                 row.update({f"facts_bucket_{b}": v for b, v in res.items()})
             else:
                 row[f"task_{family}"] = res["accuracy_pct"]
+                row[f"task_{family}_n"] = res["n"]
         flat.append(row)
     frame = sweep_frame(flat)
     base = frame.iloc[0]  # the unedited model comes first
@@ -98,12 +100,26 @@ def table1(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
         r = pick(sweep, choices.get(name))
         row = {"model": name, "setting": describe(r)}
         for s in ("memorized_val", "quotes"):
-            row.update({f"{s}_{m}": r[f"{s}_{m}"] for m in RECITATION})
+            row.update({f"{s}_{m}": r[f"{s}_{m}"] for m in RECITATION}, **{f"{s}_n": r[f"{s}_n"]})
         row.update(perplexity_batch_mean=r.perplexity_batch_mean, perplexity_increase_pct=r.perplexity_increase_pct,
-                   perplexity=r.perplexity, ndcg10=r.ndcg10, memorized_train_strict_pct=r.memorized_train_strict_pct)
+                   perplexity=r.perplexity, ndcg10=r.ndcg10, memorized_train_strict_pct=r.memorized_train_strict_pct,
+                   memorized_train_n=r.memorized_train_n)
         row.update({f"paper_{k}": v for k, v in TABLE1_LM[name].items()}, paper_setting=TABLE1_SETTING[name])
         rows.append(row)
-    return pd.DataFrame(rows)
+    return with_intervals(pd.DataFrame(rows), {f"{s}_{m}": f"{s}_n" for s in ("memorized_val", "quotes")
+                                               for m in ("strict_pct", "loose_pct")}
+                          | {"memorized_train_strict_pct": "memorized_train_n"})
+
+
+def headline_differences(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
+    """K-FAC against SVD and against BalancedSubnet at the headline: strict recitation of the
+    reporting sets and accuracy of every task family, each difference with its interval."""
+    models = {name: pick(sweep, choices.get(name)) for name in ("baseline", *METHODS)}
+    families = [c.removeprefix("task_").removesuffix("_n") for c in sweep.columns
+                if c.startswith("task_") and c.endswith("_n")]
+    counts = {"memorized_val_strict_pct": "memorized_val_n", "quotes_strict_pct": "quotes_n",
+              **{f"task_{f}": f"task_{f}_n" for f in families}}
+    return differences(models, [("kfac", "svd"), ("kfac", "bsn")], counts)
 
 
 def table7(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
@@ -149,12 +165,15 @@ def task_table(edits: dict[str, dict]) -> pd.DataFrame:
         if family == "facts_by_bucket":
             continue
         ok = above_chance(res["accuracy_pct"], res["chance_pct"], res["n"])
-        row = {"family": family, "n": res["n"], "chance_pct": res["chance_pct"], "baseline_pct": res["accuracy_pct"],
-               "above_chance": ok}
+        n, base_pct = res["n"], res["accuracy_pct"]
+        row = {"family": family, "n": n, "chance_pct": res["chance_pct"], "baseline_pct": base_pct,
+               **dict(zip(("baseline_ci_low", "baseline_ci_high"), wilson(base_pct, n))), "above_chance": ok}
         for name in METHODS:
             acc = edits[name]["tasks"][family]["accuracy_pct"]
             row[f"{name}_pct"] = acc
-            row[f"{name}_retention_pct"] = 100 * acc / res["accuracy_pct"] if ok else float("nan")
+            row.update(zip((f"{name}_ci_low", f"{name}_ci_high"), wilson(acc, n)))
+            kept = ratio(acc, n, base_pct, n) if ok else (float("nan"),) * 3
+            row.update(zip((f"{name}_retention_pct", f"{name}_retention_ci_low", f"{name}_retention_ci_high"), kept))
         lo, hi = RETENTION_LM.get(family, (float("nan"), float("nan")))
         row.update(paper_kfac_retention_low=lo, paper_kfac_retention_high=hi)
         rows.append(row)
@@ -169,3 +188,50 @@ def fact_table(edits: dict[str, dict]) -> pd.DataFrame:
                          for b, v in sorted(buckets.items(), key=lambda item: int(item[0]))],  # by frequency
                         columns=["repeats", "baseline_pct", *(f"{n}_pct" for n in METHODS),
                                  *(f"{n}_change_pts" for n in METHODS)])
+
+
+BAND_COLUMNS = {"top 10%": "top10_ratio", "10-25%": "band_10_25_ratio", "25-50%": "band_25_50_ratio",
+                "bottom 50%": "bottom50_ratio"}
+
+
+def band_retention(sweep: pd.DataFrame, profile: pd.DataFrame, tasks: pd.DataFrame, choices: dict) -> pd.DataFrame:
+    """Paper Fig. 4's points: for every K-FAC edit and every group (memorized set, task family), the
+    group's band profile in the edited layer set (activation relative to clean text, mean over its
+    modules) and how much of the group the edit keeps (strict recitation or accuracy, % of the
+    unedited model's; empty for a family at chance or a set the unedited model does not recite)."""
+    base = sweep[sweep.method == "none"].iloc[0]
+    usable = dict(zip("task_" + tasks.family, tasks.above_chance))
+    bands = (profile[profile.basis == "kfac"].groupby(["layer_set", "group", "band"]).ratio.mean()
+             .unstack("band").rename(columns=BAND_COLUMNS).reset_index())
+    headline = choices.get("kfac") or {}
+    rows = []
+    for _, r in sweep[sweep.method == "kfac"].iterrows():
+        for _, b in bands[bands.layer_set == r.layer_set].iterrows():
+            column = f"{b.group}_strict_pct" if b.group in ("memorized_val", "quotes") else b.group
+            ok = usable.get(b.group, True) and base[column] > 0
+            rows.append({"layer_set": r.layer_set, "cutoff": r.cutoff, "group": b.group,
+                         **{c: b[c] for c in BAND_COLUMNS.values()},
+                         "retained_pct": 100 * r[column] / base[column] if ok else math.nan,
+                         "headline": (r.layer_set, r.setting) == (headline.get("layer_set"), headline.get("setting"))})
+    return pd.DataFrame(rows, columns=["layer_set", "cutoff", "group", *BAND_COLUMNS.values(), "retained_pct",
+                                       "headline"])
+
+
+def band_correlation(points: pd.DataFrame) -> pd.DataFrame:
+    """Does a group's band profile predict what the edit keeps of it? Pearson and Spearman
+    correlation of the top-10% and bottom-50% ratios with the retained %, over every K-FAC edit's
+    points and over the headline edit's groups alone."""
+    from scipy.stats import pearsonr, spearmanr
+
+    rows = []
+    for scope, part in (("every K-FAC edit", points), ("headline K-FAC edit", points[points.headline])):
+        part = part.dropna(subset=["retained_pct"])
+        for band in ("top10_ratio", "bottom50_ratio"):
+            x, y = part[band].to_numpy(), part.retained_pct.to_numpy()
+            defined = len(part) >= 3 and x.std() > 0 and y.std() > 0
+            rho = spearmanr(x, y) if defined else None
+            rows.append({"scope": scope, "band": band, "points": len(part),
+                         "pearson_r": float(pearsonr(x, y).statistic) if defined else math.nan,
+                         "spearman_rho": float(rho.statistic) if defined else math.nan,
+                         "spearman_p": float(rho.pvalue) if defined else math.nan})
+    return pd.DataFrame(rows)

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import MODEL_LABELS, activation_bands, save
+from ..plotting import MODEL_LABELS, activation_bands, interval_bars, save
 from .tables import Headline
 
 METRIC_LABELS = {"memorized_train_pct": "memorized %",
@@ -19,8 +19,8 @@ def vit_table2(table2: pd.DataFrame, out: Path) -> None:
     rows = []
     for _, r in table2.iterrows():
         for metric, label in METRIC_LABELS.items():
-            rows.append({"source": "ours", "model": MODEL_LABELS[r.model],
-                         "metric": label, "value": r[metric]})
+            rows.append({"source": "ours", "model": MODEL_LABELS[r.model], "metric": label, "value": r[metric],
+                         "ci_low": r[f"{metric}_ci_low"], "ci_high": r[f"{metric}_ci_high"]})
             rows.append({"source": "paper (ImageNet ViT-B/16)", "model": MODEL_LABELS[r.model], "metric": label,
                          "value": r[f"paper_{metric}"]})
     frame = pd.DataFrame(rows)
@@ -30,9 +30,10 @@ def vit_table2(table2: pd.DataFrame, out: Path) -> None:
     grid.set_titles("{col_name}")
     for ax in grid.axes.flat:
         for container in ax.containers:
-            ax.bar_label(container, fmt="%.1f", fontsize=7)
-    grid.figure.suptitle("Table 2: label-noise memorization before and after the edit (BSN: our extension; the paper "
-                         "has no ViT BalancedSubnet)", y=1.03)
+            ax.bar_label(container, fmt="%.1f", fontsize=7, padding=6)
+    interval_bars(grid.axes.flat[0], frame[frame.source == "ours"], x="metric", hue="model")
+    grid.figure.suptitle("Table 2: label-noise memorization before and after the edit (bars: 95% Wilson intervals "
+                         "over the images; BSN: our extension,\nthe paper has no ViT BalancedSubnet)", y=1.06)
     save(grid.figure, out, "vit_table2.png")
 
 

@@ -25,7 +25,7 @@ from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset
 from .evaluate import EvalConfig, VitEvaluation
 from .factors import ViTFactorConfig, cls_forward
 from .model import ViTConfig, build_vit, load_vit
-from .tables import PLOT_COLUMNS, Headline, sweep_table, table2 as make_table2
+from .tables import PLOT_COLUMNS, Headline, sweep_table, table2 as make_table2, table2_differences
 from .train import TrainConfig, train as train_vit
 
 log = logging.getLogger(__name__)
@@ -210,12 +210,14 @@ def activation_ratio(params: ActivationStage, *, model: str, data: str, corrupti
 
 
 def tables(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table2: str,
-           sweep: str, activation: str, kfac_plot: str, svd_plot: str) -> None:
-    """Rule vit_tables: the sweep, Table 2 at the headline setting, and the DVC plot data."""
+           differences: str, sweep: str, activation: str, kfac_plot: str, svd_plot: str) -> None:
+    """Rule vit_tables: the sweep, Table 2 at the headline setting with its intervals and the
+    headline comparisons, and the DVC plot data."""
     frame = sweep_table(load_edit_rows([baseline, *edits, *bsn]))
     t2 = make_table2(frame, params)
     io.save_csv(frame, sweep)
     io.save_csv(t2, table2)
+    io.save_csv(table2_differences(t2), differences)
     io.save_csv(io.load_parquet(ratio), activation)
     io.save_csv(method_curve(frame, "kfac", params.layer_set, PLOT_COLUMNS, "rho"), kfac_plot)
     io.save_csv(method_curve(frame, "svd", params.layer_set, PLOT_COLUMNS, "drop_fraction"), svd_plot)

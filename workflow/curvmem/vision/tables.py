@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..artifacts import bsn_setting_token
+from ..intervals import differences, with_intervals
 from ..paper import TABLE2_SETTING, TABLE2_VIT
 from ..sweep import bsn_description, sweep_frame
 
 METRICS = ["memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"]
 SWEEP_COLUMNS = ["method", "layer_set", "cutoff", "setting", "kept_fraction", *METRICS, "other_class_pct",
-                 "clean_train_acc_pct", "bsn_loss_weight", "bsn_epochs", "bsn_lr"]
+                 "clean_train_acc_pct", "n_mislabeled", "n_val", "bsn_loss_weight", "bsn_epochs", "bsn_lr"]
+COUNTS = {"memorized_train_pct": "n_mislabeled", "train_gt_acc_pct": "n_mislabeled", "val_acc_pct": "n_val"}
 PLOT_COLUMNS = {"memorized_train_pct": "memorized_pct", "train_gt_acc_pct": "gt_recovery_pct",
                 "val_acc_pct": "val_acc_pct"}
 
@@ -54,9 +56,15 @@ def table2(sweep: pd.DataFrame, headline: Headline) -> pd.DataFrame:
     for name in ("baseline", "svd", "kfac", "bsn (ours)"):
         match = sweep[pick[name]]
         assert len(match) == 1, f"Table 2 row {name}: expected one sweep row, found {len(match)}"
-        row = {"model": name, "setting": settings[name], **match.iloc[0][METRICS].to_dict()}
+        row = {"model": name, "setting": settings[name], **match.iloc[0][[*METRICS, "n_mislabeled", "n_val"]]}
         paper = TABLE2_VIT.get(name, {})
         row.update({f"paper_{k}": paper.get(k, float("nan")) for k in METRICS},
                    paper_setting=TABLE2_SETTING.get(name, "the paper has no ViT BalancedSubnet"))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return with_intervals(pd.DataFrame(rows), COUNTS)
+
+
+def table2_differences(table2: pd.DataFrame) -> pd.DataFrame:
+    """K-FAC against SVD and against BalancedSubnet at the headline, on each Table 2 metric."""
+    models = {r.model: r for _, r in table2.iterrows()}
+    return differences(models, [("kfac", "svd"), ("kfac", "bsn (ours)")], COUNTS)
