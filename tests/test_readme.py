@@ -45,3 +45,21 @@ def test_every_imported_library_is_declared():
                     if dist.lower().replace("_", "-") not in declared:
                         missing.add(f"{dist} (imported as {top} in {path.name})")
     assert not missing, sorted(missing)
+
+
+def test_every_document_the_project_cites_is_in_the_repository():
+    """Docstrings, configs and docs cite documents by file name (`docs/method.md`, `RESULTS.md`);
+    each must exist in a clone (results the pipeline writes, such as Table 12's Markdown, excepted)."""
+    from curvmem.artifacts import TEMPLATES
+
+    outputs = {Path(p).name for paths in TEMPLATES.values() for p in paths.values()}
+    sources = [p for pattern in ("*.md", "*.py", "*.smk", "*.yaml", "*.rst", "Snakefile") for p in REPO.rglob(pattern)
+               if not {".venv", ".git", ".snakemake", "results", "data"} & set(p.relative_to(REPO).parts)]
+    missing = []
+    for source in sources:
+        for cited in re.findall(r"[A-Za-z0-9_./-]*[A-Za-z0-9_-]\.md\b", source.read_text(errors="replace")):
+            if cited.startswith("results/") or Path(cited).name in outputs:
+                continue
+            if not ((REPO / cited).exists() or (source.parent / cited).exists()):
+                missing.append(f"{source.relative_to(REPO)} cites {cited}")
+    assert not missing, missing
