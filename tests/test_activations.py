@@ -1,4 +1,6 @@
 """Activation-ratio bands on hand-made inputs."""
+import pandas as pd
+import pytest
 import torch
 
 from curvmem.activations import band_slices, band_strength, ratio_rows, right_singular_vectors
@@ -30,3 +32,19 @@ def test_right_singular_vectors_order():
     W = torch.diag(torch.tensor([1.0, 5.0, 3.0]))
     V = right_singular_vectors(W)
     assert torch.allclose(V.abs(), torch.eye(3)[:, [1, 2, 0]])
+
+
+@pytest.mark.parametrize("blocks", [4, 32])
+def test_band_figure_stays_readable_at_paper_depth(tmp_path, blocks):
+    """Fig. 2 at OLMo-2-7B's 32 layers x 2 MLP inputs: every module keeps a row (or bar group) at
+    least 20 pixels wide, so its label and values can be read."""
+    from PIL import Image
+
+    from curvmem.plotting import activation_bands
+
+    rows = [{"module": f"model.layers.{i}.mlp.{m}", "basis": basis, "band": band, "memorized": 1.0, "clean": 1.0,
+             "ratio": 1.0 + 0.01 * i} for i in range(blocks) for m in ("gate_proj", "up_proj")
+            for basis in ("kfac", "svd") for band in ("top 10%", "10-25%", "25-50%", "bottom 50%")]
+    activation_bands(pd.DataFrame(rows), tmp_path, "bands.png", "title")
+    width, height = Image.open(tmp_path / "bands.png").size
+    assert max(width / 2, height) / (2 * blocks) >= 20, (width, height)

@@ -76,6 +76,9 @@ def activation_bands(activation: pd.DataFrame, out: Path, name: str, title: str,
         return
     frame = activation.copy()
     frame["basis"] = frame.basis.map({"kfac": "curvature order (A eigenvectors)", "svd": "SVD order (W right singular vectors)"})
+    if frame.module.nunique() > MAX_BAR_MODULES:  # paper scale (e.g. 64 OLMo modules): bars would not read
+        band_heatmaps(frame, out, name, title, note)
+        return
     grid = sns.catplot(frame, x="module", y="ratio", hue="band", col="basis", kind="bar", height=4, aspect=1.6,
                        palette="rocket")
     for ax in grid.axes.flat:
@@ -88,3 +91,28 @@ def activation_bands(activation: pd.DataFrame, out: Path, name: str, title: str,
                                bbox=dict(facecolor="white", alpha=0.8, lw=0))
     grid.figure.suptitle(title, y=1.03)
     save(grid.figure, out, name)
+
+
+MAX_BAR_MODULES = 24  # up to ViT-B/16's 12 blocks x 2 MLP layers as grouped bars; more as heatmaps
+
+
+def band_heatmaps(frame: pd.DataFrame, out: Path, name: str, title: str, note: str | None) -> None:
+    """The activation-ratio table as one heatmap per basis: a row per module (model order), a column
+    per band, coloured around 1 (red: more active on memorized inputs)."""
+    bands = list(dict.fromkeys(frame.band))
+    modules = list(dict.fromkeys(frame.module))
+    kinds = list(dict.fromkeys(frame.basis))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 1.5 + 0.22 * len(modules)), squeeze=False)
+    spread = max(float((frame.ratio - 1).abs().max()), 0.05)
+    for ax, kind in zip(axes[0], kinds):
+        grid = frame[frame.basis == kind].pivot(index="module", columns="band", values="ratio").reindex(modules)[bands]
+        sns.heatmap(grid, ax=ax, cmap="RdBu_r", center=1, vmin=1 - spread, vmax=1 + spread, annot=len(modules) <= 40,
+                    fmt=".2f", annot_kws={"fontsize": 6}, cbar_kws={"label": "memorized / clean activation"})
+        ax.set(title=kind, xlabel="band (high to low)", ylabel="")
+        ax.tick_params(axis="y", labelsize=7)
+        ax.tick_params(axis="x", labelsize=8, labelrotation=25)
+    if note:
+        fig.text(0.01, 0.995, note, va="top", fontsize=8)
+    fig.suptitle(title, y=1.0 + 0.3 / (1.5 + 0.22 * len(modules)))
+    fig.tight_layout()
+    save(fig, out, name)
