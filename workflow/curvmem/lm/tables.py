@@ -1,5 +1,6 @@
 """LM tables: the full sweep, the headline choice on the memorized TRAIN split, the paper's Table 1,
-retention per task family, and fact accuracy by frequency.
+retention per task family, fact accuracy by frequency, and Fig. 4's band profiles against retention;
+percentages carry 95% intervals (`curvmem.intervals`).
 
 Perplexity is measured the paper's way throughout: the mean over batches of exp(batch loss)
 (`perplexity_batch_mean`); `perplexity_increase_pct` is relative to the unedited model on that
