@@ -186,7 +186,7 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
 
 
 def report_place(stem: str) -> tuple[str, str]:
-    assert stem in REPORT_ITEMS, f"{stem}: add it to REPORT_ITEMS in workflow/rules/report.smk"
+    assert stem in REPORT_ITEMS, f"{stem}: add it to REPORT_ITEMS in workflow/rules/common.smk"
     return REPORT_ITEMS[stem]
 
 
