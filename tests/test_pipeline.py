@@ -34,10 +34,11 @@ def test_full_dag_builds_every_output(workdir):
     sweep = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
     assert len(sweep) == 1 + 2 * (2 + 1) + 1  # baseline + 2 layer sets x (2 rhos + 1 svd) + 1 BSN point
     figures = sorted(p.name for p in (workdir / "results/figures").glob("*.png"))
-    assert figures == ["cost.png", "lm_activation_ratio.png", "lm_facts_vs_frequency.png",
-                       "lm_band_vs_retention.png", "lm_recitation_vs_perplexity.png", "lm_stress_test.png", "lm_table1.png",
-                       "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png", "vit_activation_ratio.png",
-                       "vit_rho_sweep.png", "vit_spectra.png", "vit_table2.png", "vit_training.png"]
+    assert figures == ["cost.png", "lm_activation_ratio.png", "lm_band_vs_retention.png", "lm_facts_vs_frequency.png",
+                       "lm_recitation_vs_perplexity.png", "lm_stress_test.png", "lm_table1.png",
+                       "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png",
+                       "vit_activation_ratio.png", "vit_rho_sweep.png", "vit_spectra.png", "vit_table2.png",
+                       "vit_training.png"]
     assert all((workdir / "logs" / f"{rule}.log").exists()
                for rule in ("vit_train", "vit_factors", "lm_train", "lm_factors", "figures"))
     for path in layout(workdir).expensive_paths():

@@ -86,10 +86,13 @@ def test_a_deleted_output_is_rebuilt_by_the_plain_command(test_run, tmp_path, vi
 
 
 def start(work: Path, *args) -> subprocess.Popen:
+    """Snakemake as a terminal's foreground job: its own process group, Ctrl-C's default action.
+    (A job started in the background by a non-interactive shell, as CI runners often are, inherits
+    SIGINT ignored; Python then never raises KeyboardInterrupt and the interrupt would do nothing.)"""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.Popen([sys.executable, "-m", "snakemake", "results/figures", "--cores", "2", *args], cwd=work,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def interrupt_when(proc: subprocess.Popen, log: Path, marker: str, timeout: float = 120) -> None:
