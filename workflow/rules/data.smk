@@ -2,6 +2,8 @@
 # memorized windows. Each arm's rules exist only when its section is in the config.
 # Expensive artifacts read expensive inputs as ancient(): their paths carry a fingerprint of
 # everything upstream (curvmem.artifacts), so file times, e.g. the order of a `dvc pull`, say nothing.
+# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
+# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
 if VIT:

@@ -2,6 +2,8 @@
 # loaded and each layer decomposed once); with edit.one_job_per_cutoff each cutoff is its own job,
 # to spread a paper-scale sweep over a cluster. Changing the cutoffs reruns the jobs that hold them,
 # then the tables and figures. BalancedSubnet trains one job per point of its grid.
+# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
+# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 wildcard_constraints:
     layer_set="[A-Za-z0-9_]+",

@@ -1,4 +1,6 @@
 # K-FAC factors and the curvature basis (one eigendecomposition per factor, reused by every cutoff).
+# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
+# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
 if VIT:

@@ -4,6 +4,8 @@
 # (see study_stamp in common.smk).
 # `snakemake --report report.html` gathers the figures and the main tables with their captions
 # (workflow/report/); REPORT_ITEMS in common.smk says where each appears.
+# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
+# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
 if VIT:

@@ -1,4 +1,6 @@
 # Models: the ViT trained on noisy labels; the LM imported (pretrained source) and/or trained.
+# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
+# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
 if VIT:
