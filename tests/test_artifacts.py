@@ -53,10 +53,29 @@ def test_every_template_names_its_rule():
     for rule, outputs in TEMPLATES.items():
         for template in outputs.values():
             path = template.format(fp="0123456789", ext="parquet", layer_set="all", method="kfac", chunk="0.5",
-                                   setting="r0.01-w0.5-e2-lr0.3")
+                                   setting="r0.01-w0.5-e2-lr0.3", weight_decay="0.3")
             assert maker(path) == rule, (rule, path)
             assert maker(f"/somewhere/else/{path}") == rule
     for path in layout.expensive_paths():
         assert maker(path) in layout.stages
     assert maker("results/lm/model-0123456789/tokenizer.json") == "lm_train"
     assert maker("README.md") is None
+
+
+def test_weight_decay_family_shares_the_trained_model_and_fingerprints_the_others():
+    """A member trained with vit.train.weight_decay is the trained model (one path, listed once); another
+    decay gives a model, factors and basis of its own and leaves every other artifact where it was."""
+    layout = Layout(CONFIG)
+    own, other = layout.vit_family[cutoff_token(CONFIG["vit"]["train"]["weight_decay"])], layout.vit_family["1.0"]
+    for rule in ("vit_train", "vit_factors", "vit_basis"):
+        assert own[rule].outputs == layout[rule].outputs
+        assert set(other[rule].outputs.values()).isdisjoint(layout[rule].outputs.values())
+    assert layout.upstream("vit_basis", other["vit_basis"].fp, "vit_factors") is other["vit_factors"]
+    assert layout.upstream("vit_factors", other["vit_factors"].fp, "vit_train") is other["vit_train"]
+    paths = layout.expensive_paths()
+    assert len(paths) == len(set(paths)) and set(other["vit_train"].outputs.values()) <= set(paths)
+    # the family's list moves no artifact of the trained model
+    before, after = paths_after(lambda c: c["vit"].update(weight_decays=[0.1, 0.5, 2.0]))
+    assert changed_rules(before, after) == set() and "0.5" in after.vit_family
+    with pytest.raises(KeyError, match="no artifact of rule vit_train .* fingerprint 0123456789"):
+        layout.stage("vit_train", "0123456789")

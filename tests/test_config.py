@@ -62,6 +62,8 @@ BAD = [
     ("vit.edit.rhos", [0.0, 0.5], "vit.edit.rhos[0]"),
     ("vit.edit.rhos", [1.5], "vit.edit.rhos[0]"),
     ("vit.edit.rhos", [0.5, 0.5], "vit.edit.rhos: has duplicate entries"),
+    ("vit.weight_decays", [0.1, 0.1], "vit.weight_decays: has duplicate entries"),
+    ("vit.weight_decays", [-0.1], "vit.weight_decays[0]"),
     ("vit.data.noise_rate", 1.0, "vit.data.noise_rate"),
     ("vit.data.noise_rate", -0.1, "vit.data.noise_rate"),
     ("vit.factors.modules", [], "vit.factors.modules"),

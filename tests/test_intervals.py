@@ -61,3 +61,30 @@ def test_table_helpers_place_bounds_and_judge_the_noise():
     verdict = differences(models, [("kfac", "svd"), ("kfac", "bsn")], {"memorized_pct": "n"}).set_index("model_b")
     assert verdict.beyond_noise.to_dict() == {"svd": True, "bsn": False}
     assert verdict.difference_pts["svd"] == pytest.approx(-50.0)
+
+
+def test_weight_decay_table_by_hand():
+    """Two members, one module of the headline layers and one outside it, worked by hand: the band
+    means are over the headline modules only, separation is bottom / top, rows sorted by decay."""
+    from curvmem.vision.tables import Headline, weight_decay_table
+
+    def member(wd, memorized_after, top, bottom):
+        rows = [{"method": "none", "modules": [], "memorized_train_pct": 50.0, "train_gt_acc_pct": 25.0,
+                 "val_acc_pct": 80.0, "n_mislabeled": 4, "n_val": 10},
+                {"method": "kfac", "modules": ["a"], "memorized_train_pct": memorized_after, "train_gt_acc_pct": 50.0,
+                 "val_acc_pct": 70.0, "n_mislabeled": 4, "n_val": 10}]
+        ratio = [{"module": m, "basis": b, "band": band, "ratio": value}
+                 for m, scale in (("a", 1.0), ("b", 100.0)) for b in ("kfac", "svd")
+                 for band, value in (("top 10%", top * scale), ("bottom 50%", bottom * scale))]
+        return {"weight_decay": wd, "edits": rows, "activation": ratio}
+
+    table = weight_decay_table([member(1.0, 0.0, 0.5, 2.0), member(0.1, 25.0, 0.8, 1.2)], Headline(layer_set="x", rho=0.8))
+    assert table.weight_decay.tolist() == [0.1, 0.1, 1.0, 1.0]
+    assert table.model.tolist() == ["baseline", "kfac"] * 2
+    assert table.setting.tolist() == ["unedited", "x, rho 0.8"] * 2
+    assert table.top10_ratio.tolist() == [0.8, 0.8, 0.5, 0.5]
+    assert table.band_separation.tolist() == pytest.approx([1.5, 1.5, 4.0, 4.0])
+    assert table.memorized_train_pct.tolist() == [50.0, 25.0, 50.0, 0.0]
+    low, high = wilson_closed_form(2, 4)  # 50% of 4 images
+    assert table.memorized_train_pct_ci_low[0] == pytest.approx(low)
+    assert table.memorized_train_pct_ci_high[0] == pytest.approx(high)

@@ -38,9 +38,10 @@ def test_full_dag_builds_every_output(workdir):
                        "lm_recitation_vs_perplexity.png", "lm_stress_test.png", "lm_table1.png",
                        "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png",
                        "vit_activation_ratio.png", "vit_rho_sweep.png", "vit_spectra.png", "vit_table2.png",
-                       "vit_training.png"]
-    assert all((workdir / "logs" / f"{rule}.log").exists()
-               for rule in ("vit_train", "vit_factors", "lm_train", "lm_factors", "figures"))
+                       "vit_training.png", "vit_weight_decay.png"]
+    art = layout(workdir)
+    assert all((workdir / "logs" / f"{rule}.log").exists() for rule in ("lm_train", "lm_factors", "figures"))
+    assert all((workdir / "logs" / rule / f"{art[rule].fp}.log").exists() for rule in ("vit_train", "vit_factors"))
     for path in layout(workdir).expensive_paths():
         assert (workdir / path).exists(), path
     metrics = json.loads((workdir / "results/metrics.json").read_text())
@@ -183,9 +184,31 @@ def test_changing_a_training_parameter_reruns_its_dependents_only(workdir):
     result is recomputed; the data, the corruption and the LM arm are untouched."""
     cfg = changed_config(workdir, "changed_train", lambda c: c["vit"]["train"].update(epochs=4))
     counts = job_counts(snakemake(workdir, *cfg, "-n"))
-    assert counts == {"vit_train": 1, "vit_factors": 1, "vit_basis": 1, "vit_baseline": 1, "vit_edits": 4,
-                      "vit_bsn": 1, "vit_activation_ratio": 1, "vit_tables": 1, "cost": 1, "metrics": 1,
-                      "figures": 1}, counts
+    # both members of the weight-decay family (the trained model is one of them) follow the recipe
+    assert counts == {"vit_train": 2, "vit_factors": 2, "vit_basis": 2, "vit_baseline": 1, "vit_edits": 4,
+                      "vit_bsn": 1, "vit_activation_ratio": 1, "vit_weight_decay": 2, "vit_tables": 1, "cost": 1,
+                      "metrics": 1, "figures": 1}, counts
+
+
+def test_weight_decay_family(workdir):
+    """App. H on the test config's two members (0.1, the trained model's own decay, and 1.0): the
+    member equal to the trained model shares its artifacts and reproduces the Table 2 rows that the
+    independent baseline and sweep jobs measured; the other member is a model of its own."""
+    art = layout(workdir)
+    family = pd.read_csv(workdir / "results/tables/vit_weight_decay.csv")
+    assert family.weight_decay.tolist() == [0.1, 0.1, 1.0, 1.0] and family.model.tolist() == ["baseline", "kfac"] * 2
+    assert art.vit_family["0.1"]["vit_train"].model == art["vit_train"].model
+    assert art.vit_family["1.0"]["vit_train"].model != art["vit_train"].model
+    assert (workdir / art.vit_family["1.0"]["vit_basis"].basis).exists()
+    table2 = pd.read_csv(workdir / "results/tables/table2_vit.csv").set_index("model")
+    own = family[family.weight_decay == 0.1].set_index("model")
+    for metric in ("memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"):
+        for model in ("baseline", "kfac"):
+            assert own.loc[model, metric] == pytest.approx(table2.loc[model, metric]), (model, metric)
+    ratio = pd.read_csv(workdir / "results/tables/vit_activation_ratio.csv")
+    headline = ratio[(ratio.basis == "kfac") & ratio.module.str.match(r"blocks\.[01]\.mlp")]
+    assert own.top10_ratio.iloc[0] == pytest.approx(headline[headline.band == "top 10%"].ratio.mean())
+    assert family.band_separation.tolist() == pytest.approx((family.bottom50_ratio / family.top10_ratio).tolist())
 
 
 @pytest.mark.parametrize("arm", ["vit", "lm"])

@@ -42,10 +42,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "vit_bsn": {"metrics": "results/vit/bsn/{layer_set}/{setting}.json",
                 "cost": "results/cost/vit_bsn/{layer_set}/{setting}.json"},
     "vit_activation_ratio": {"ratio": "results/vit/activation_ratio.parquet"},
+    "vit_weight_decay": {"metrics": "results/vit/weight_decay/wd{weight_decay}.json"},
     "vit_tables": {"table2": "results/tables/table2_vit.csv", "differences": "results/tables/vit_differences.csv",
                    "sweep": "results/tables/vit_sweep.csv",
                    "activation": "results/tables/vit_activation_ratio.csv",
-                   "kfac_plot": "results/plots/vit_kfac_sweep.csv", "svd_plot": "results/plots/vit_svd_sweep.csv"},
+                   "kfac_plot": "results/plots/vit_kfac_sweep.csv", "svd_plot": "results/plots/vit_svd_sweep.csv",
+                   "weight_decay": "results/tables/vit_weight_decay.csv"},
     # language-model arm
     "lm_data": {name: f"data/lm/{name}-{{fp}}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
     "lm_import": {"model": "results/lm/pretrained-{fp}"},
@@ -123,6 +125,7 @@ class Stage:
     ext: str = ""                              # file extension where the format depends on the config
     fp: str = ""                               # filled in by Layout
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> path; filled in by Layout
+    sources: dict[str, "Stage"] = field(default_factory=dict)  # upstream rule -> its stage; filled in by Layout
 
     def __getattr__(self, name: str) -> str:
         try:
@@ -133,6 +136,20 @@ class Stage:
 
 def _drop(section: dict | None, *keys: str) -> dict:
     return {k: v for k, v in (section or {}).items() if k not in keys}
+
+
+def weight_decays(vit: dict) -> list[float]:
+    """The weight decays of the ViT family (paper App. H); without `vit.weight_decays`, the trained
+    model's own."""
+    return list(vit.get("weight_decays") or [vit["train"]["weight_decay"]])
+
+
+def vit_member(vit: dict, weight_decay: float) -> dict:
+    """The `vit:` section of the family member trained with `weight_decay` (all else equal)."""
+    return {**vit, "train": {**vit["train"], "weight_decay": weight_decay}}
+
+
+VIT_MEMBER_RULES = ("vit_train", "vit_factors", "vit_basis")  # what each member of the family has of its own
 
 
 def vit_stages(vit: dict) -> list[Stage]:
@@ -174,21 +191,32 @@ def lm_stages(lm: dict, file_digests: dict | None = None) -> list[Stage]:
 
 
 class Layout:
-    """Paths of every expensive artifact of a config, fingerprinted: `layout["vit_train"].model`."""
+    """Paths of every expensive artifact of a config, fingerprinted: `layout["vit_train"].model`;
+    the ViT weight-decay family's own as `layout.vit_family["0.3"]["vit_train"].model`."""
 
     def __init__(self, config: dict, file_digests: dict | None = None):
-        stages = []
-        if config.get("vit"):
-            stages += vit_stages(config["vit"])
-        if config.get("lm"):
-            stages += lm_stages(config["lm"], file_digests)
         self.stages: dict[str, Stage] = {}
-        for stage in stages:  # dependency order: upstream fingerprints are known
+        self.by_fp: dict[tuple[str, str], Stage] = {}  # (rule, fingerprint) -> stage, family members too
+        self.vit_family: dict[str, dict[str, Stage]] = {}  # weight-decay token -> rule -> stage
+        if config.get("vit"):
+            self.stages = self._chain(vit_stages(config["vit"]))
+            for wd in weight_decays(config["vit"]):
+                member = self._chain(vit_stages(vit_member(config["vit"], wd)))
+                self.vit_family[cutoff_token(wd)] = {rule: member[rule] for rule in VIT_MEMBER_RULES}
+        if config.get("lm"):
+            self.stages.update(self._chain(lm_stages(config["lm"], file_digests), self.stages))
+
+    def _chain(self, stages: list[Stage], known: dict[str, Stage] | None = None) -> dict[str, Stage]:
+        """Fingerprints and paths of stages in dependency order (upstream fingerprints are known)."""
+        chain = dict(known or {})
+        for stage in stages:
             hashed = {**stage.params, "_content": stage.content} if stage.content else stage.params
-            stage.fp = fingerprint(stage.rule, hashed, [self.stages[u].fp for u in stage.upstream])
+            stage.fp = fingerprint(stage.rule, hashed, [chain[u].fp for u in stage.upstream])
             stage.outputs = {name: template.format(fp=stage.fp, ext=stage.ext)
                              for name, template in TEMPLATES[stage.rule].items()}
-            self.stages[stage.rule] = stage
+            stage.sources = {u: chain[u] for u in stage.upstream}
+            chain[stage.rule] = self.by_fp.setdefault((stage.rule, stage.fp), stage)
+        return {rule: stage for rule, stage in chain.items() if rule not in (known or {})}
 
     def __getitem__(self, rule: str) -> Stage:
         return self.stages[rule]
@@ -196,15 +224,32 @@ class Layout:
     def __contains__(self, rule: str) -> bool:
         return rule in self.stages
 
+    def stage(self, rule: str, fp: str) -> Stage:
+        """The stage of `rule` whose outputs carry fingerprint `fp` (the main model's or a family member's)."""
+        try:
+            return self.by_fp[(rule, fp)]
+        except KeyError:
+            raise KeyError(f"no artifact of rule {rule} in this config has fingerprint {fp} (the config "
+                           f"changed, or the path was typed by hand)") from None
+
+    def upstream(self, rule: str, fp: str, of: str) -> Stage:
+        """The stage of rule `of` whose outputs the job of `rule` with fingerprint `fp` reads."""
+        return self.stage(rule, fp).sources[of]
+
     def expensive_paths(self) -> list[str]:
-        """What `publish` pushes and `dvc pull` brings back: every expensive artifact, in DAG order."""
-        return [path for stage in self.stages.values() for path in stage.outputs.values()]
+        """What `publish` pushes and `dvc pull` brings back: every expensive artifact, in DAG order
+        (the family members' after the main chain; a member equal to the main model is listed once)."""
+        paths = [path for stage in self.stages.values() for path in stage.outputs.values()]
+        for member in self.vit_family.values():
+            paths += [p for stage in member.values() for p in stage.outputs.values() if p not in paths]
+        return paths
 
 
 def _pattern(template: str, directory: bool) -> re.Pattern:
     regex = re.escape(template)
     for name, sub in (("fp", f"[0-9a-f]{{{FP_CHARS}}}"), ("ext", "[a-z]+"), ("layer_set", "[^/]+"),
-                      ("method", "[^/]+"), ("chunk", "[^/]+"), ("setting", "[^/]+")):
+                      ("method", "[^/]+"), ("chunk", "[^/]+"), ("setting", "[^/]+"),
+                      ("weight_decay", "[^/]+")):
         regex = regex.replace(re.escape("{" + name + "}"), sub)
     return re.compile(f"(^|/){regex}{'(/.*)?' if directory else ''}$")
 

@@ -37,6 +37,7 @@ STAGES = {
     "vit_edits": "curvmem.vision.stages:edits",
     "vit_bsn": "curvmem.vision.stages:bsn",
     "vit_activation_ratio": "curvmem.vision.stages:activation_ratio",
+    "vit_weight_decay": "curvmem.vision.stages:weight_decay_member",
     "vit_tables": "curvmem.vision.stages:tables",
     "lm_data": "curvmem.lm.stages:data",
     "lm_import": "curvmem.lm.stages:import_model",

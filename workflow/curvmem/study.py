@@ -144,7 +144,7 @@ class FigureParams:
 
 def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str, vit_table2: str | None = None,
             vit_sweep: str | None = None, vit_activation: str | None = None, vit_spectra: str | None = None,
-            vit_train_metrics: str | None = None, lm_table1: str | None = None, lm_sweep: str | None = None,
+            vit_train_metrics: str | None = None, vit_weight_decay: str | None = None, lm_table1: str | None = None, lm_sweep: str | None = None,
             lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
             lm_selection: str | None = None, lm_train_metrics: str | None = None, lm_table6: str | None = None,
             lm_bands: str | None = None, lm_band_correlation: str | None = None, cost: str | None = None) -> None:
@@ -165,7 +165,8 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
         vit_figures.draw(out, table2=pd.read_csv(vit_table2), sweep=pd.read_csv(vit_sweep),
                          activation=pd.read_csv(vit_activation), spectra=io.load_parquet(vit_spectra),
                          history=io.load_json(vit_train_metrics)["history"],
-                         headline=from_dict(Headline, params.vit_headline, "vit.headline"))
+                         headline=from_dict(Headline, params.vit_headline, "vit.headline"),
+                         weight_decay=pd.read_csv(vit_weight_decay))
     if lm_table1:
         from .lm import figures as lm_figures
 

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from curvmem.artifacts import TEMPLATES, Layout, bsn_grid, cutoff_token, lm_model_rule
+from curvmem.artifacts import (TEMPLATES, VIT_MEMBER_RULES, Layout, bsn_grid, cutoff_token, lm_model_rule,
+                               weight_decays)
 from curvmem.config import ConfigError, Memo, file_digests, validate
 
 try:
@@ -22,6 +23,7 @@ except ConfigError as err:
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 VIT = config.get("vit")  # None: this config has no vision arm
+VIT_WEIGHT_DECAYS = {cutoff_token(wd): wd for wd in weight_decays(VIT)} if VIT else {}  # file token -> value
 LM = config.get("lm")  # None: this config has no language-model arm
 
 # Every job runs the stage function of its rule (curvmem.cli), params as JSON, named inputs and outputs as flags.
@@ -51,6 +53,22 @@ def cli_paths(wildcards, input, output) -> str:
         if paths:
             flags.append(f"--{name} " + " ".join(shlex.quote(str(p)) for p in paths))
     return " ".join(flags)
+
+
+wildcard_constraints:
+    fp="[0-9a-f]{10}",
+
+
+def artifact_params(rule: str):
+    """The params of the job of `rule` whose outputs carry the fingerprint wildcard `fp` (rules that
+    make several artifacts of one kind: the ViT and each member of its weight-decay family)."""
+    return lambda wildcards: ART.stage(rule, wildcards.fp).params
+
+
+def upstream_of(rule: str, of: str, output: str):
+    """Input function: output `output` of rule `of` that the job of `rule` with fingerprint `fp` reads
+    (ancient: an artifact is up to date by its path, whatever its file time)."""
+    return lambda wildcards: ancient(ART.upstream(rule, wildcards.fp, of).outputs[output])
 
 
 def lm_model() -> str:
@@ -108,6 +126,29 @@ def bsn_params(arm: str, wildcards) -> dict:
     return {**context, "eval": section["eval"], "bsn": spec}
 
 
+def weight_decay_results() -> list[str]:
+    """The result of each member of the ViT weight-decay family (paper App. H)."""
+    return [TEMPLATES["vit_weight_decay"]["metrics"].format(weight_decay=token) for token in ART.vit_family]
+
+
+def weight_decay_params(wildcards) -> dict:
+    wd = VIT_WEIGHT_DECAYS[wildcards.weight_decay]
+    head = VIT["headline"]
+    return {"model": VIT["model"], "eval": VIT["eval"], "factors": VIT["factors"], "weight_decay": wd,
+            "edit": {"method": "kfac", "layer_set": head["layer_set"], "patterns": VIT["edit"]["layer_sets"][head["layer_set"]],
+                     "factor_modules": VIT["factors"]["modules"], "cutoffs": [head["rho"]]}}
+
+
+def member_artifact(rule: str, output: str):
+    """Input function: an artifact of the weight-decay family member named by the wildcard."""
+    return lambda wildcards: ART.vit_family[wildcards.weight_decay][rule].outputs[output]
+
+
+def benchmark_file(rule: str) -> str:
+    """Where Snakemake records the time and memory of an expensive rule's job (of the trained model)."""
+    return f"logs/benchmarks/{rule}/{ART[rule].fp}.tsv" if rule in VIT_MEMBER_RULES else f"logs/benchmarks/{rule}.tsv"
+
+
 def cost_records() -> list[str]:
     """The timings every edit and BalancedSubnet job records."""
     out = []
@@ -151,6 +192,8 @@ def cheap_outputs() -> list[str]:
             out += [*TEMPLATES[f"{arm}_baseline"].values(), *edit_results(arm),
                     *(path for name in TEMPLATES[f"{arm}_bsn"] if name != "cost" for path in bsn_results(arm, name)),
                     *TEMPLATES[f"{arm}_activation_ratio"].values(), *TEMPLATES[f"{arm}_tables"].values()]
+    if config.get("vit"):
+        out += weight_decay_results()
     if config.get("lm"):
         out += TEMPLATES["lm_headline"].values()
     return out + list(TEMPLATES["metrics"].values()) + list(TEMPLATES["cost"].values()) + cost_records()
@@ -164,6 +207,7 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
     "vit_rho_sweep": ("Vision arm", "Cutoff sweep"),
     "vit_spectra": ("Vision arm", "Curvature spectra"),
     "vit_training": ("Vision arm", "Training"),
+    "vit_weight_decay": ("Vision arm", "App. H: weight-decay family"),
     "lm_table1": ("LM arm", "Table 1: verbatim recitation"),
     "table1_lm": ("LM arm", "Table 1: verbatim recitation"),
     "lm_differences": ("LM arm", "Table 1: verbatim recitation"),

@@ -10,6 +10,7 @@ wildcard_constraints:
     method="kfac|svd",
     chunk="all|[0-9][0-9.e+-]*",
     setting="r[0-9][0-9A-Za-z.+-]*",
+    weight_decay="[0-9][0-9.e+-]*",
 
 
 if VIT:
@@ -81,6 +82,25 @@ if VIT:
             "logs/vit_activation_ratio.log",
         benchmark:
             "logs/benchmarks/vit_activation_ratio.tsv"
+        shell:
+            STAGE
+
+    rule vit_weight_decay:  # paper App. H: each member of the family, unedited and after the headline edit
+        input:
+            model=member_artifact("vit_train", "model"),
+            data=ART["vit_data"].train,
+            val=ART["vit_data"].val,
+            corruption=ART["vit_corrupt"].corruption,
+            basis=member_artifact("vit_basis", "basis"),
+        output:
+            **TEMPLATES["vit_weight_decay"],
+        params:
+            **stage("vit_weight_decay", weight_decay_params),
+        threads: config["threads"]["edit"]
+        log:
+            "logs/vit_weight_decay/wd{weight_decay}.log",
+        benchmark:
+            "logs/benchmarks/vit_weight_decay/wd{weight_decay}.tsv"
         shell:
             STAGE
 

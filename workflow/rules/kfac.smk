@@ -3,37 +3,37 @@
 # job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
-if VIT:
+if VIT:  # one job per model of the vision arm: the trained model and each member of the weight-decay family
 
     rule vit_factors:
         input:
-            model=ancient(ART["vit_train"].model),
+            model=upstream_of("vit_factors", "vit_train", "model"),
             data=ancient(ART["vit_data"].train),
             corruption=ancient(ART["vit_corrupt"].corruption),
         output:
-            **ART["vit_factors"].outputs,
+            **TEMPLATES["vit_factors"],
         params:
-            **stage("vit_factors", ART["vit_factors"].params),
+            **stage("vit_factors", artifact_params("vit_factors")),
         threads: config["threads"]["factors"]
         log:
-            "logs/vit_factors.log",
+            "logs/vit_factors/{fp}.log",
         benchmark:
-            "logs/benchmarks/vit_factors.tsv"
+            "logs/benchmarks/vit_factors/{fp}.tsv"
         shell:
             STAGE
 
     rule vit_basis:
         input:
-            factors=ancient(ART["vit_factors"].factors),
+            factors=upstream_of("vit_basis", "vit_factors", "factors"),
         output:
-            **ART["vit_basis"].outputs,
+            **TEMPLATES["vit_basis"],
         params:
-            **stage("vit_basis", ART["vit_basis"].params),
+            **stage("vit_basis", artifact_params("vit_basis")),
         threads: config["threads"]["factors"]
         log:
-            "logs/vit_basis.log",
+            "logs/vit_basis/{fp}.log",
         benchmark:
-            "logs/benchmarks/vit_basis.tsv"
+            "logs/benchmarks/vit_basis/{fp}.tsv"
         shell:
             STAGE
 

@@ -16,8 +16,9 @@ if VIT:
             edits=edit_results("vit"),
             bsn=bsn_results("vit"),
             ratio=TEMPLATES["vit_activation_ratio"]["ratio"],
+            family=weight_decay_results(),
         output:
-            **reported("vit_tables", "table2", "differences"),
+            **reported("vit_tables", "table2", "differences", "weight_decay"),
         params:
             **stage("vit_tables", VIT["headline"]),
         log:
@@ -96,7 +97,7 @@ rule cost:
         **reported("cost", "table"),
     params:
         **stage("cost", {"vit_headline": VIT["headline"] if VIT else {},
-                         "benchmarks": {f"{arm}_{rule}": f"logs/benchmarks/{arm}_{rule}.tsv" for arm in ("vit", "lm")
+                         "benchmarks": {f"{arm}_{rule}": benchmark_file(f"{arm}_{rule}") for arm in ("vit", "lm")
                                         for rule in ("factors", "basis") if config.get(arm)}}),
     log:
         "logs/cost.log",
@@ -115,7 +116,8 @@ rule figures:
         stamp=study_stamp(STUDY),
         **(dict(vit_table2=TEMPLATES["vit_tables"]["table2"], vit_sweep=TEMPLATES["vit_tables"]["sweep"],
                 vit_activation=TEMPLATES["vit_tables"]["activation"], vit_spectra=ART["vit_basis"].spectra,
-                vit_train_metrics=ART["vit_train"].metrics) if VIT else {}),
+                vit_train_metrics=ART["vit_train"].metrics, vit_weight_decay=TEMPLATES["vit_tables"]["weight_decay"])
+           if VIT else {}),
         **(dict(lm_table1=TEMPLATES["lm_tables"]["table1"], lm_sweep=TEMPLATES["lm_tables"]["sweep"],
                 lm_tasks=TEMPLATES["lm_tables"]["tasks"], lm_facts=TEMPLATES["lm_tables"]["facts"],
                 lm_activation=TEMPLATES["lm_tables"]["activation"], lm_selection=TEMPLATES["lm_tables"]["selection"],

@@ -5,19 +5,19 @@
 
 if VIT:
 
-    rule vit_train:
+    rule vit_train:  # the trained model and each member of the weight-decay family, by fingerprint
         input:
             data=ancient(ART["vit_data"].train),
             corruption=ancient(ART["vit_corrupt"].corruption),
         output:
-            **ART["vit_train"].outputs,
+            **TEMPLATES["vit_train"],
         params:
-            **stage("vit_train", ART["vit_train"].params),
+            **stage("vit_train", artifact_params("vit_train")),
         threads: config["threads"]["train"]
         log:
-            "logs/vit_train.log",
+            "logs/vit_train/{fp}.log",
         benchmark:
-            "logs/benchmarks/vit_train.tsv"
+            "logs/benchmarks/vit_train/{fp}.tsv"
         shell:
             STAGE
 

@@ -25,7 +25,8 @@ from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset
 from .evaluate import EvalConfig, VitEvaluation
 from .factors import ViTFactorConfig, cls_forward
 from .model import ViTConfig, build_vit, load_vit
-from .tables import PLOT_COLUMNS, Headline, sweep_table, table2 as make_table2, table2_differences
+from .tables import (PLOT_COLUMNS, Headline, sweep_table, table2 as make_table2, table2_differences,
+                     weight_decay_table)
 from .train import TrainConfig, train as train_vit
 
 log = logging.getLogger(__name__)
@@ -198,22 +199,60 @@ class ActivationStage(EvalStage):
 def activation_ratio(params: ActivationStage, *, model: str, data: str, corruption: str, basis: str,
                      ratio: str) -> None:
     """Rule vit_activation_ratio: mislabeled vs clean images (disjoint from the factor images) per band."""
-    device = pick_device(params.eval.device)
-    vit = load_vit(params.model, model).to(device)
+    vit = load_vit(params.model, model).to(pick_device(params.eval.device))
+    io.save_parquet(_ratio_frame(params, vit, data, corruption, basis), ratio)
+
+
+def _ratio_frame(params: ActivationStage, vit, data: str, corruption: str, basis: str):
     names = io.load_metadata(basis)["modules"]
     layers = {n: m for n, m in vit.named_modules() if n in names}
     noise = io.load_json(corruption)
-    frame = vit_activation_ratio(vit, names, load_basis(basis, layers), data, noise,
-                                 factor_images(noise, params.factors), params.model.img_size,
-                                 params.eval.batch_size, device)
-    io.save_parquet(frame, ratio)
+    return vit_activation_ratio(vit, names, load_basis(basis, layers), data, noise,
+                                factor_images(noise, params.factors), params.model.img_size,
+                                params.eval.batch_size, pick_device(params.eval.device))
 
 
-def tables(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table2: str,
-           differences: str, sweep: str, activation: str, kfac_plot: str, svd_plot: str) -> None:
+@dataclass
+class WeightDecayStage(ActivationStage):
+    weight_decay: float = 0.3                          # the member's training weight decay (its model says so too)
+    edit: EditSpec = field(default_factory=EditSpec)  # the headline K-FAC edit: its layer set, cutoffs [rho]
+
+
+def weight_decay_member(params: WeightDecayStage, *, model: str, data: str, val: str, corruption: str, basis: str,
+                        metrics: str) -> None:
+    """Rule vit_weight_decay (paper App. H): one member of the weight-decay family, unedited and after
+    the headline K-FAC edit with its own basis, and its activation ratio per band."""
+    from ..edit import ModelEditor
+    from ..kfac import linear_names
+    from ..layers import resolve_layer_set
+
+    trained = io.load_metadata(model)["train"]["weight_decay"]
+    if trained != params.weight_decay:
+        raise io.artifact_error(model, f"was trained with weight decay {trained}, not {params.weight_decay}")
+    vit, evaluate = _evaluation(params, model, data, val, corruption)
+    spec = params.edit
+    (rho,) = spec.cutoffs
+    names = resolve_layer_set(linear_names(vit), spec.factor_modules, spec.patterns)
+    editor = ModelEditor(vit, names, "kfac", load_basis(basis, {n: m for n, m in vit.named_modules() if n in names}))
+    rows = [{"method": "none", "layer_set": "", "cutoff": 1.0, "setting": "", "modules": [], "kept_fraction": 1.0,
+             **evaluate(vit)}]
+    with editor.applied(rho) as kept:
+        rows.append({"method": "kfac", "layer_set": spec.layer_set, "cutoff": rho, "setting": repr(float(rho)),
+                     "modules": names, "kept_fraction": float(np.mean(list(kept.values()))), **evaluate(vit)})
+    for row in rows:
+        _log_row(row)
+    ratio = _ratio_frame(params, vit, data, corruption, basis)  # of the unedited weights (restored above)
+    io.save_json({"weight_decay": params.weight_decay, "edits": rows, "activation": ratio.to_dict("records")},
+                 metrics)
+
+
+def tables(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, family: list[str],
+           table2: str, differences: str, sweep: str, activation: str, kfac_plot: str, svd_plot: str,
+           weight_decay: str) -> None:
     """Rule vit_tables: the sweep, Table 2 at the headline setting with its intervals and the
-    headline comparisons, and the DVC plot data."""
+    headline comparisons, the weight-decay family (App. H), and the DVC plot data."""
     frame = sweep_table(load_edit_rows([baseline, *edits, *bsn]))
+    io.save_csv(weight_decay_table([io.load_json(path) for path in family], params), weight_decay)
     t2 = make_table2(frame, params)
     io.save_csv(frame, sweep)
     io.save_csv(t2, table2)

@@ -68,3 +68,24 @@ def table2_differences(table2: pd.DataFrame) -> pd.DataFrame:
     """K-FAC against SVD and against BalancedSubnet at the headline, on each Table 2 metric."""
     models = {r.model: r for _, r in table2.iterrows()}
     return differences(models, [("kfac", "svd"), ("kfac", "bsn (ours)")], COUNTS)
+
+
+def weight_decay_table(members: list[dict], headline: Headline) -> pd.DataFrame:
+    """The weight-decay family (paper App. H): per member and model (unedited, the headline K-FAC edit)
+    the Table 2 metrics with their intervals, and the member's band separation in the headline layers:
+    the mean memorized/clean activation ratio of the top 10% and bottom 50% curvature bands, and
+    bottom / top (above 1: mislabeled images lean on low-curvature directions more than clean ones)."""
+    rows = []
+    for member in sorted(members, key=lambda m: m["weight_decay"]):
+        edited = next(r for r in member["edits"] if r["method"] == "kfac")
+        ratio = pd.DataFrame(member["activation"])
+        ratio = ratio[(ratio.basis == "kfac") & ratio.module.isin(edited["modules"])]
+        bands = ratio.groupby("band").ratio.mean()
+        for row in member["edits"]:
+            unedited = row["method"] == "none"
+            rows.append({"weight_decay": member["weight_decay"], "model": "baseline" if unedited else "kfac",
+                         "setting": "unedited" if unedited else f"{headline.layer_set}, rho {headline.rho:g}",
+                         **{k: row[k] for k in (*METRICS, "n_mislabeled", "n_val")},
+                         "top10_ratio": bands["top 10%"], "bottom50_ratio": bands["bottom 50%"],
+                         "band_separation": bands["bottom 50%"] / bands["top 10%"]})
+    return with_intervals(pd.DataFrame(rows), COUNTS)
