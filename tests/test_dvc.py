@@ -57,7 +57,8 @@ def test_plain_dvc_pull_recomputes_nothing_pulled(published, test_run, tmp_path)
         assert (clone / path).exists(), path
     counts = job_counts(snakemake(clone, *CFG, "-n"))
     assert not EXPENSIVE & set(counts), f"a plain dvc pull left expensive jobs to run: {counts}"
-    assert counts == {"vit_baseline": 1, "vit_edits": 4, "vit_bsn": 1, "vit_activation_ratio": 1, "vit_tables": 1,
+    assert counts == {"vit_baseline": 1, "vit_edits": 4, "vit_bsn": 1, "vit_activation_ratio": 1,
+                      "vit_weight_decay": 2, "vit_tables": 1,
                       "lm_baseline": 1, "lm_edits": 4, "lm_bsn": 2, "lm_activation_ratio": 1, "lm_tables": 1,
                       "lm_headline": 1, "cost": 1, "metrics": 1, "figures": 1}, counts  # cheap results: not published
     snakemake(clone, *CFG)
@@ -86,14 +87,16 @@ def test_parameter_changes_after_a_pull_rerun_exactly_their_dependents(published
     snakemake(clone, *CFG)
     config = yaml.safe_load((clone / "config/test.yaml").read_text())
     config["vit"]["edit"]["rhos"] = [0.5, 0.8]  # one cutoff changed: 0.9 -> 0.8
-    config["vit"]["headline"]["rho"] = 0.8
+    config["vit"]["headline"]["rho"] = 0.8  # also the edit of each member of the weight-decay family
     (clone / "config/changed.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(clone, "--configfile", "config/changed.yaml", "-n"))
-    assert counts == {"vit_edits": 2, "vit_tables": 1, "cost": 1, "metrics": 1, "figures": 1}, counts
+    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_tables": 1, "cost": 1, "metrics": 1,
+                      "figures": 1}, counts
     config["lm"]["factors"]["n_sequences"] = 24  # fewer factor sequences: factors, basis and what reads them
     (clone / "config/changed.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(clone, "--configfile", "config/changed.yaml", "-n"))
-    assert counts == {"vit_edits": 2, "vit_tables": 1, "lm_factors": 1, "lm_basis": 1, "lm_edits": 2, "lm_bsn": 2,
+    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_tables": 1, "lm_factors": 1, "lm_basis": 1,
+                      "lm_edits": 2, "lm_bsn": 2,
                       "lm_activation_ratio": 1, "lm_tables": 1, "lm_headline": 1, "cost": 1, "metrics": 1,
                       "figures": 1}, counts
 

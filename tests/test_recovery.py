@@ -40,7 +40,7 @@ def test_truncated_basis_names_itself_and_its_advice_works(test_run, tmp_path):
     basis.write_bytes(basis.read_bytes()[: basis.stat().st_size // 2])
     proc = snakemake(work, *CFG, check=False)  # the basis is newer than the edits: they rerun and fail
     assert proc.returncode != 0
-    reason = console_reason(proc, "vit_edits", "vit_activation_ratio")  # whichever reads it first
+    reason = console_reason(proc, "vit_edits", "vit_activation_ratio", "vit_weight_decay")  # whichever reads it first
     rel = basis.relative_to(work)
     assert f"{rel}: not a readable safetensors file" in reason and "(made by rule vit_basis)" in reason
     assert f"delete {rel} and rerun `snakemake --cores all results/figures`" in reason
