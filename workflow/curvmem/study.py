@@ -144,8 +144,8 @@ class FigureParams:
 
 def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str, vit_table2: str | None = None,
             vit_sweep: str | None = None, vit_activation: str | None = None, vit_spectra: str | None = None,
-            vit_train_metrics: str | None = None, vit_weight_decay: str | None = None, lm_table1: str | None = None, lm_sweep: str | None = None,
-            lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
+            vit_train_metrics: str | None = None, vit_weight_decay: str | None = None, lm_table1: str | None = None,
+            lm_sweep: str | None = None, lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
             lm_selection: str | None = None, lm_train_metrics: str | None = None, lm_table6: str | None = None,
             lm_bands: str | None = None, lm_band_correlation: str | None = None, cost: str | None = None) -> None:
     """Rule figures: every figure of the configured arms into one folder (each arm draws its own)."""

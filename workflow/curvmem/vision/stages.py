@@ -222,6 +222,7 @@ def weight_decay_member(params: WeightDecayStage, *, model: str, data: str, val:
                         metrics: str) -> None:
     """Rule vit_weight_decay (paper App. H): one member of the weight-decay family, unedited and after
     the headline K-FAC edit with its own basis, and its activation ratio per band."""
+    from ..artifacts import cutoff_token
     from ..edit import ModelEditor
     from ..kfac import linear_names
     from ..layers import resolve_layer_set
@@ -237,7 +238,7 @@ def weight_decay_member(params: WeightDecayStage, *, model: str, data: str, val:
     rows = [{"method": "none", "layer_set": "", "cutoff": 1.0, "setting": "", "modules": [], "kept_fraction": 1.0,
              **evaluate(vit)}]
     with editor.applied(rho) as kept:
-        rows.append({"method": "kfac", "layer_set": spec.layer_set, "cutoff": rho, "setting": repr(float(rho)),
+        rows.append({"method": "kfac", "layer_set": spec.layer_set, "cutoff": rho, "setting": cutoff_token(rho),
                      "modules": names, "kept_fraction": float(np.mean(list(kept.values()))), **evaluate(vit)})
     for row in rows:
         _log_row(row)
