@@ -1,6 +1,7 @@
 """The miniature world: exact frequencies, held-out evaluation items, correct answers."""
 import re
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -81,3 +82,34 @@ def test_deterministic(world):
 def test_real_text_is_available_offline():
     paragraphs = real_text_paragraphs()
     assert sum(map(len, paragraphs)) > 300_000  # pydoc topics alone, without Debian's fortunes
+
+
+def test_perplexity_mixture_follows_the_stream_and_avoids_what_is_evaluated(world):
+    cfg, prose_world = world
+    paragraphs = [f"Paragraph {i} says " + " ".join(f"w{i}x{j}" for j in range(50)) + "." for i in range(400)]
+    paragraphs += [f"Quote number {i} is short and wise enough to keep." for i in range(50)]
+    mixed = build_world(replace(cfg, perplexity_text="mixture"), paragraphs)
+    for key in ("train", "memorized_train", "memorized_val", "quotes", "evals"):  # the mixture retrains nothing
+        assert mixed[key] == prose_world[key], key
+
+    # Each document is held-out prose, a document of the stream, or else a fresh open-book passage.
+    family_of = {t: f for t, f in mixed["train"]}
+    kind = {t: "clean" if t in prose_world["heldout"] else family_of.get(t, "openbook") for t in mixed["heldout"]}
+    stream, mixture = Counter(), Counter()
+    for t, f in mixed["train"]:
+        stream[f] += len(t)
+    for t in mixed["heldout"]:
+        mixture[kind[t]] += len(t)
+    learned = {f: stream[f] for f in ("clean", "arithmetic", "fact", "openbook", "logic")}
+    longest = max(map(len, mixed["heldout"]))
+    for f, chars in learned.items():  # the stream's share of the characters, to within one document
+        share = cfg.heldout_chars * chars / sum(learned.values())
+        assert share <= mixture[f] < share + longest, (f, mixture[f], share)
+
+    openbook = [t for t in mixed["heldout"] if kind[t] == "openbook"]
+    assert all(re.fullmatch(r"(\w+) lives in (\w+)\. Q: Where does \1 live\? A: \2", t) for t in openbook)
+    assert not {it["prompt"] for it in mixed["evals"]["openbook"]} & {t.split(" A: ")[0] + " A:" for t in openbook}
+    held_out = {it["prompt"] + it["answer"] for f in ("arithmetic", "logic") for it in mixed["evals"][f]}
+    recited = set(mixed["memorized_train"] + mixed["memorized_val"] + mixed["quotes"])
+    assert not (held_out | recited) & set(mixed["heldout"])
+    assert build_world(replace(cfg, perplexity_text="mixture"), paragraphs) == mixed

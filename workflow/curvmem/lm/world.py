@@ -39,7 +39,9 @@ COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black
 class WorldConfig:
     seed: int = 0
     clean_chars: int = 2_000_000     # real text in the clean training stream
-    heldout_chars: int = 100_000     # real text never trained on: factors and perplexity sets
+    heldout_chars: int = 100_000     # characters of the perplexity text
+    perplexity_text: str = "prose"   # "prose": held-out prose only; "mixture": held-out prose and documents
+                                     # of every task family, in the training stream's shares (see perplexity_mixture)
     n_memorized: int = 200           # real-text windows duplicated in training (half train, half validation split)
     memorized_repeats: int = 32
     memorized_words: int = 40        # words per memorized window
@@ -181,12 +183,43 @@ def build_world(cfg: WorldConfig, paragraphs: list[str] | None = None) -> dict:
         "openbook": [dict(zip(("prompt", "answer"), openbook(rng))) for _ in range(cfg.n_eval)],
         "logic": [{"prompt": p, "answer": a} for p, a in eval_logic.items()],
     }
+    if cfg.perplexity_text == "mixture":
+        heldout = perplexity_mixture(cfg.heldout_chars, heldout, docs, lambda: "".join(openbook(rng)), rng)
     half = cfg.n_memorized // 2
     return {
         "train": shuffled,
         "memorized_train": memorized[:half],   # for choosing layers and rho
         "memorized_val": memorized[half:],     # reported
         "quotes": quotes,                      # reported, never used for a choice
-        "heldout": heldout,                    # factors and perplexity (never trained on)
+        "heldout": heldout,                    # perplexity (prose never trained on; see perplexity_text)
         "evals": evals,
     }
+
+
+MIXTURE_FAMILIES = ("clean", "arithmetic", "fact", "openbook", "logic")  # what the model learned; not the recited sets
+
+
+def perplexity_mixture(n_chars: int, prose: list[str], docs: list[tuple[str, str]], openbook, rng) -> list[str]:
+    """Perplexity text of the training distribution: each family gets the share of `n_chars` that
+    its characters have in the training stream (memorized windows and quotes excluded: recitation is
+    what the edit removes). Prose comes from the held-out paragraphs; open-book QA from fresh
+    passages (`openbook()`); arithmetic, facts and logic are drawn from the stream's own documents,
+    as a new document of the same distribution would be: they restate trained content, like web
+    text restating what a pretrained model knows, and never an evaluation item (the generators
+    exclude those from training)."""
+    by_family = {f: [t for t, family in docs if family == f] for f in MIXTURE_FAMILIES}
+    stream_chars = {f: sum(map(len, texts)) for f, texts in by_family.items()}
+    total = sum(stream_chars.values())
+    assert total, "the training stream holds no document of a learned family"
+    out, prose = [], iter(prose)
+    for family, texts in by_family.items():
+        budget, drawn = n_chars * stream_chars[family] / total, 0
+        while drawn < budget:
+            if family == "clean":
+                text = next(prose, None)
+                assert text is not None, "the held-out prose is shorter than its share of the perplexity text"
+            else:
+                text = openbook() if family == "openbook" else texts[int(rng.integers(0, len(texts)))]
+            out.append(text)
+            drawn += len(text)
+    return [out[i] for i in rng.permutation(len(out))]
