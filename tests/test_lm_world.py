@@ -8,10 +8,15 @@ import pytest
 from curvmem.lm.world import WorldConfig, arithmetic_item, build_world, real_text_paragraphs
 
 
+def synthetic_paragraphs() -> list[str]:
+    """400 long prose paragraphs and 50 quote-sized ones, all distinct."""
+    paragraphs = [f"Paragraph {i} says " + " ".join(f"w{i}x{j}" for j in range(50)) + "." for i in range(400)]
+    return paragraphs + [f"Quote number {i} is short and wise enough to keep." for i in range(50)]
+
+
 @pytest.fixture(scope="module")
 def world():
-    paragraphs = [f"Paragraph {i} says " + " ".join(f"w{i}x{j}" for j in range(50)) + "." for i in range(400)]
-    paragraphs += [f"Quote number {i} is short and wise enough to keep." for i in range(50)]
+    paragraphs = synthetic_paragraphs()
     cfg = WorldConfig(seed=1, clean_chars=20_000, heldout_chars=5_000, n_memorized=20, memorized_repeats=5,
                       n_quotes=10, quote_repeats=3, arithmetic_train=500, n_entities=40, openbook_train=50,
                       logic_train=300, n_eval=30)
@@ -74,8 +79,7 @@ def test_fixed_width_arithmetic():
 
 def test_deterministic(world):
     cfg, w = world
-    paragraphs = [f"Paragraph {i} says " + " ".join(f"w{i}x{j}" for j in range(50)) + "." for i in range(400)]
-    paragraphs += [f"Quote number {i} is short and wise enough to keep." for i in range(50)]
+    paragraphs = synthetic_paragraphs()
     assert build_world(cfg, paragraphs) == w
 
 
@@ -86,8 +90,7 @@ def test_real_text_is_available_offline():
 
 def test_perplexity_mixture_follows_the_stream_and_avoids_what_is_evaluated(world):
     cfg, prose_world = world
-    paragraphs = [f"Paragraph {i} says " + " ".join(f"w{i}x{j}" for j in range(50)) + "." for i in range(400)]
-    paragraphs += [f"Quote number {i} is short and wise enough to keep." for i in range(50)]
+    paragraphs = synthetic_paragraphs()
     mixed = build_world(replace(cfg, perplexity_text="mixture"), paragraphs)
     for key in ("train", "memorized_train", "memorized_val", "quotes", "evals"):  # the mixture retrains nothing
         assert mixed[key] == prose_world[key], key
