@@ -123,6 +123,8 @@ class Stage:
     upstream: list[str]                        # expensive stages whose outputs it reads, fingerprinted
     content: dict = field(default_factory=dict)  # digests of external files it reads, fingerprinted
     ext: str = ""                              # file extension where the format depends on the config
+    version: int = 0                           # bumped when the stage computes other values from the same
+                                               # params (old artifacts must not be reused), fingerprinted
     fp: str = ""                               # filled in by Layout
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> path; filled in by Layout
     sources: dict[str, "Stage"] = field(default_factory=dict)  # upstream rule -> its stage; filled in by Layout
@@ -132,6 +134,10 @@ class Stage:
             return self.__dict__["outputs"][name]
         except KeyError:
             raise AttributeError(f"stage {self.__dict__.get('rule')} has no output {name!r}") from None
+
+
+# Version 1: the sampled labels of the mc Fisher are drawn per global batch (the same on any number of ranks).
+FACTORS_VERSION = 1
 
 
 def _drop(section: dict | None, *keys: str) -> dict:
@@ -160,7 +166,7 @@ def vit_stages(vit: dict) -> list[Stage]:
         Stage("vit_corrupt", {"noise_rate": vit["data"]["noise_rate"], "seed": vit["data"]["seed"]}, ["vit_data"]),
         Stage("vit_train", {"model": vit["model"], "train": vit["train"]}, ["vit_data", "vit_corrupt"]),
         Stage("vit_factors", {"model": vit["model"], "factors": vit["factors"]},
-              ["vit_train", "vit_data", "vit_corrupt"]),
+              ["vit_train", "vit_data", "vit_corrupt"], version=FACTORS_VERSION),
         Stage("vit_basis", {}, ["vit_factors"]),
     ]
 
@@ -184,7 +190,7 @@ def lm_stages(lm: dict, file_digests: dict | None = None) -> list[Stage]:
     stages += [
         Stage("lm_sets", {"windows": lm["windows"], "batch_size": ev["batch_size"], "device": ev["device"]},
               [model, "lm_data"]),
-        Stage("lm_factors", {"factors": lm["factors"]}, [model, "lm_data"]),
+        Stage("lm_factors", {"factors": lm["factors"]}, [model, "lm_data"], version=FACTORS_VERSION),
         Stage("lm_basis", {}, ["lm_factors"]),
     ]
     return stages
@@ -210,7 +216,8 @@ class Layout:
         """Fingerprints and paths of stages in dependency order (upstream fingerprints are known)."""
         chain = dict(known or {})
         for stage in stages:
-            hashed = {**stage.params, "_content": stage.content} if stage.content else stage.params
+            hashed = {**stage.params, **({"_content": stage.content} if stage.content else {}),
+                      **({"_version": stage.version} if stage.version else {})}
             stage.fp = fingerprint(stage.rule, hashed, [chain[u].fp for u in stage.upstream])
             stage.outputs = {name: template.format(fp=stage.fp, ext=stage.ext)
                              for name, template in TEMPLATES[stage.rule].items()}

@@ -9,6 +9,10 @@ annotated with, built here (`common.from_dict`) in one place for every stage.
 
 Everything the job prints goes to the log file. If it fails, one line saying why goes to the
 console, where Snakemake shows it above its own report, and the traceback stays in the log.
+
+With `--ranks N` (N > 1; the rules pass their `gpu` resource) the job relaunches itself under
+torchrun with N ranks: every rank runs the stage in one process group (`curvmem.distributed`), and
+all append to the one log, each line marked with its rank.
 """
 from __future__ import annotations
 
@@ -71,6 +75,7 @@ def parser_for(rule: str, fn) -> argparse.ArgumentParser:
     p.add_argument("--params", default="{}", help="JSON of the rule's params")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log", help="log file (default: the console)")
+    p.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (torchrun; one per GPU)")
     hints = typing.get_type_hints(fn)
     for name, param in inspect.signature(fn).parameters.items():
         if param.kind is not inspect.Parameter.KEYWORD_ONLY:
@@ -89,6 +94,22 @@ def build_params(fn, raw: dict):
     return from_dict(cls, raw, "params") if dataclasses.is_dataclass(cls) else raw
 
 
+def relaunch_under_torchrun(argv: list[str], args) -> typing.NoReturn:
+    """Run the same command as `args.ranks` ranks under torchrun (this process becomes its agent)."""
+    from torch.distributed.run import parse_args, run
+
+    if args.log:
+        os.makedirs(os.path.dirname(args.log) or ".", exist_ok=True)
+        open(args.log, "w").close()
+    launch = parse_args(["--standalone", f"--nproc-per-node={args.ranks}", "-m", "curvmem"])
+    launch.training_script_args = argv  # set here: torchrun's own parser would take --log for its --log-dir
+    try:
+        run(launch)
+    except Exception as err:  # a rank failed: its one line is on the console, its traceback in the log
+        sys.exit(f"rule {argv[0]}: a rank failed ({type(err).__name__}); see {args.log or 'above'}")
+    sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("-"):
@@ -96,24 +117,35 @@ def main(argv: list[str] | None = None) -> None:
     rule = argv[0]
     fn = stage_function(rule)
     args = parser_for(rule, fn).parse_args(argv[1:])
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+    if args.ranks > 1 and ranks == 1:
+        relaunch_under_torchrun(argv, args)
     console = sys.stderr
     if args.log:  # the job's output, progress bars included, goes to the log
         os.makedirs(os.path.dirname(args.log) or ".", exist_ok=True)
         console = os.fdopen(os.dup(2), "w")
-        log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        mode = os.O_APPEND if ranks > 1 else os.O_TRUNC  # ranks share the log (emptied before the relaunch)
+        log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | mode, 0o644)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
+    who = f"rank {os.environ.get('RANK', '0')}/{ranks} " if ranks > 1 else ""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+                        format=f"%(asctime)s {who}%(name)s %(levelname)s: %(message)s")
     try:
         params = build_params(fn, json.loads(args.params))
         if "torch" in sys.modules:  # the stage module needs torch: fixed threads and seeds
             from .common import setup_torch
 
-            setup_torch(args.threads)
-        paths = {k: v for k, v in vars(args).items() if k not in ("params", "threads", "log")}
+            setup_torch(max(1, args.threads // ranks))  # the job's threads are shared by its ranks
+        paths = {k: v for k, v in vars(args).items() if k not in ("params", "threads", "log", "ranks")}
+        if ranks > 1:
+            from . import distributed
+
+            distributed.init_from_env()
         fn(params, **paths)
+        if ranks > 1:
+            distributed.shutdown()
     except EXPECTED as err:
         logging.error("%s", err)
         print(f"rule {rule}: {err}", file=console, flush=True)

@@ -7,7 +7,10 @@ where g_n = dL/ds_n and L is the summed loss of labels drawn from the model itse
 the number of samples n gives the expectations, and F_W ~= (G/n) (x) (A/n).
 
 One collector serves the ViT (CLS position only) and the language model (every position
-that has a next token): the caller's forward function says which positions count.
+that has a next token): the caller's forward function says which positions count. Under
+torch.distributed each rank sums over its share of the batches and the sums are all-reduced
+(`distributed`); the labels drawn for a batch depend only on the seed and the batch's global
+index, so the factors do not depend on the number of ranks.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import distributed
 from .common import crash_point
 from .layers import match_modules
 
@@ -65,7 +69,7 @@ LIKELIHOODS = {"categorical": Categorical, "gaussian": Gaussian}
 class FactorConfig:
     modules: list[str]                 # glob patterns of the target nn.Linear names
     fisher: str = "mc"                 # "mc": labels sampled from the model; "empirical": dataset labels
-    seed: int = 0                      # seeds the label sampling of the mc Fisher
+    seed: int = 0                      # seeds the label sampling of the mc Fisher (with each batch's index)
     likelihood: str = "categorical"    # "categorical" (cross-entropy) or "gaussian" (squared error)
     max_modules_per_pass: int = 0      # 0: every target in one pass; else passes over the data in groups
 
@@ -128,10 +132,11 @@ def collect_factors(
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Sums A, G and the sample count n for every target module.
 
-    `batches()` returns a fresh iterable over the data (called once per module group);
-    `forward(model, batch)` runs the model and says which positions count. Only the targets'
-    output gradients are requested from autograd: no weight gradient is ever formed, and the
-    backward pass stops at the lowest target layer.
+    `batches()` returns a fresh iterable over the data (called once per module group): under
+    torch.distributed, over this rank's global batches rank, rank + size, ... in order
+    (`distributed.own_batches`); `forward(model, batch)` runs the model and says which positions
+    count. Only the targets' output gradients are requested from autograd: no weight gradient is
+    ever formed, and the backward pass stops at the lowest target layer.
     """
     assert cfg.fisher in ("mc", "empirical"), f"unknown fisher type {cfg.fisher!r}"
     likelihood = LIKELIHOODS[cfg.likelihood]
@@ -139,6 +144,7 @@ def collect_factors(
     group = cfg.max_modules_per_pass or len(names)
     all_modules = dict(model.named_modules())
     factors: dict[str, dict[str, torch.Tensor]] = {}
+    w = distributed.ranks()
     was_training = model.training
     model.eval()  # no dropout: the Fisher of the deployed model
     try:
@@ -152,13 +158,16 @@ def collect_factors(
                 }
                 for n, m in targets.items()
             }
-            # Same seed for every group, so every group sees the same sampled labels.
-            generator = torch.Generator(device=device).manual_seed(cfg.seed)
             with LayerHooks(model, list(targets), keep_outputs=True) as capture:
                 desc = f"K-FAC modules {start + 1}-{start + len(targets)} of {len(names)}"
-                for i, batch in enumerate(tqdm(batches(), desc=desc, disable=not progress, mininterval=5)):
+                shown = progress and w.is_main
+                for i, batch in enumerate(tqdm(batches(), desc=desc, disable=not shown, mininterval=5)):
+                    # Labels drawn per global batch: the same in every module group and on any number of ranks.
+                    seed = distributed.batch_seed(cfg.seed, w.rank + i * w.size)
+                    generator = torch.Generator(device=device).manual_seed(seed)
                     _accumulate(model, batch, forward, likelihood, cfg.fisher, generator, capture, sums)
                     crash_point(f"factors:batch{i + 1}")
+            distributed.all_reduce_sum([t for f in sums.values() for t in f.values()])
             factors.update(sums)
     finally:
         model.train(was_training)

@@ -31,6 +31,11 @@ LM = config.get("lm")  # None: this config has no language-model arm
 # job runs in the one pip environment of envs/setup.sh, pinned by envs/requirements.lock. Conda channels
 # are not reachable where this pipeline is built and tested, so a conda file would be an untested claim.
 STAGE = "python -m curvmem {params.stage} {params.paths} --params {params.config:q} --threads {threads} --log {log}"
+# The data-parallel stages (ViT training, K-FAC factors) run one rank per GPU of the job's `gpu` resource
+# (0 here; a profile's set-resources, e.g. profiles/slurm, or `--set-resources vit_train:gpu=2` raises it):
+# with more than one, the job relaunches itself under torchrun (curvmem.cli). Resources are not a rerun
+# trigger, so the number of ranks never reruns a job.
+RANKED_STAGE = STAGE + " --ranks {resources.gpu}"
 
 
 def as_json(obj) -> str:

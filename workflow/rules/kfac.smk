@@ -15,12 +15,14 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
         params:
             **stage("vit_factors", artifact_params("vit_factors")),
         threads: config["threads"]["factors"]
+        resources:
+            gpu=0,  # GPUs, one rank each: set per cluster (profiles/slurm)
         log:
             "logs/vit_factors/{fp}.log",
         benchmark:
             "logs/benchmarks/vit_factors/{fp}.tsv"
         shell:
-            STAGE
+            RANKED_STAGE
 
     rule vit_basis:
         input:
@@ -49,12 +51,14 @@ if LM:
         params:
             **stage("lm_factors", ART["lm_factors"].params),
         threads: config["threads"]["factors"]
+        resources:
+            gpu=0,  # GPUs, one rank each: set per cluster (profiles/slurm)
         log:
             "logs/lm_factors.log",
         benchmark:
             "logs/benchmarks/lm_factors.tsv"
         shell:
-            STAGE
+            RANKED_STAGE
 
     rule lm_basis:
         input:

@@ -14,12 +14,14 @@ if VIT:
         params:
             **stage("vit_train", artifact_params("vit_train")),
         threads: config["threads"]["train"]
+        resources:
+            gpu=0,  # GPUs, one rank each: set per cluster (profiles/slurm)
         log:
             "logs/vit_train/{fp}.log",
         benchmark:
             "logs/benchmarks/vit_train/{fp}.tsv"
         shell:
-            STAGE
+            RANKED_STAGE
 
 
 if LM and "lm_import" in ART:

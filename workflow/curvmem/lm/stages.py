@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import io
+from .. import distributed, io
 from ..artifacts import TEMPLATES
 from ..basis import load_basis
 from ..bsn import SubnetSpec, baked
@@ -136,17 +136,22 @@ def factors(params: FactorStage, *, model: str, clean: str, factors: str) -> Non
     lm, tokenizer = load_model_dir(model, device)
     sequences = factor_chunks(tokenizer, factor_texts(clean), cfg)[:cfg.n_sequences]
 
+    w = distributed.ranks()
+    own = distributed.own_batches(len(sequences), cfg.batch_size, w)  # this rank's share (all of it on one)
+
     def batches():
-        for start in range(0, len(sequences), cfg.batch_size):
-            x = sequences[start:start + cfg.batch_size].to(device)
+        for _, rows in own:
+            x = sequences[rows].to(device)
             yield {"input_ids": x, "attention_mask": torch.ones_like(x)}
 
     t0 = time.time()
     sums = collect_factors(lm, cfg, batches, lm_forward, device=device)
     seconds = time.time() - t0
     n_groups = -(-len(sums) // (cfg.max_modules_per_pass or len(sums)))
-    log.info("factors of %d modules from %d tokens in %.1fs (%.0f tokens/s over %d pass(es))", len(sums),
-             sequences.numel(), seconds, sequences.numel() * n_groups / seconds, n_groups)
+    log.info("factors of %d modules from %d tokens on %d rank(s) in %.1fs (%.0f tokens/s over %d pass(es))",
+             len(sums), sequences.numel(), w.size, seconds, sequences.numel() * n_groups / seconds, n_groups)
+    if not w.is_main:
+        return
     io.save_tensors(factor_tensors(sums), factors, {"fisher": cfg.fisher, "positions": "next-token (last dropped)",
                                                     "n_sequences": cfg.n_sequences, "seq_len": cfg.seq_len,
                                                     "modules": list(sums), "config": asdict(cfg)})
