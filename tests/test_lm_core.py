@@ -164,3 +164,28 @@ def test_activation_ratio_with_windows_of_different_lengths():
     merge = lambda parts: {n: torch.cat([p[n] for p in parts]) for n in names}  # noqa: E731
     expected = ratio_table(model, names, basis, merge(mem), merge(clean))
     pd.testing.assert_frame_equal(table, expected)
+
+
+def test_gradient_checkpointing_and_bf16_weights_keep_the_factors():
+    """The paper-scale collection settings: recomputing each layer in backward changes nothing (and
+    does recompute: the hooked layer runs twice per batch), and a bfloat16 model still sums in
+    float32, to within bfloat16's precision of the float32 model."""
+    from curvmem.lm.factors import checkpoint_layers
+
+    seqs = torch.randint(0, 40, (6, 10), generator=torch.Generator().manual_seed(0))
+    batches = [{"input_ids": seqs[i:i + 3], "attention_mask": torch.ones_like(seqs[i:i + 3])} for i in (0, 3)]
+    plain = factor_tensors(factors(tiny(dtype="float32"), batches, fisher="mc"))
+    model = tiny(dtype="float32")
+    checkpoint_layers(model)
+    calls = []
+    model.model.layers[1].mlp.register_forward_hook(lambda *_: calls.append(1))
+    checkpointed = factor_tensors(factors(model, batches, fisher="mc"))
+    assert len(calls) == 2 * len(batches), len(calls)  # the forward and its recomputation in backward
+    half = factor_tensors(factors(tiny(dtype="bfloat16"), batches, fisher="empirical"))
+    full = factor_tensors(factors(tiny(dtype="float32"), batches, fisher="empirical"))
+    for key in plain:
+        torch.testing.assert_close(checkpointed[key], plain[key], rtol=1e-6, atol=1e-7)
+        assert half[key].dtype == full[key].dtype, key
+        if not key.endswith(".n"):
+            scale = full[key].abs().max()
+            assert (half[key] - full[key]).abs().max() <= 0.05 * scale, key

@@ -1,9 +1,11 @@
 """K-FAC factors of the LM's MLP projections from clean text: every position with a next token."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from ..common import InputError
 from ..kfac import FactorConfig
@@ -16,6 +18,8 @@ class LMFactorConfig(FactorConfig):
     seq_len: int = 128             # tokens per sequence (paper: 512)
     batch_size: int = 32
     device: str = "auto"
+    dtype: str = "float32"         # the weights during collection (paper scale: bfloat16); sums are float32
+    gradient_checkpointing: bool = False  # recompute each layer's activations in backward (a 7B's big batches)
 
 
 def factor_chunks(tokenizer, texts: list[str], cfg: LMFactorConfig) -> torch.Tensor:
@@ -26,3 +30,12 @@ def factor_chunks(tokenizer, texts: list[str], cfg: LMFactorConfig) -> torch.Ten
         raise InputError(f"config key lm.factors.n_sequences: {cfg.n_sequences} sequences of {cfg.seq_len} tokens "
                          f"asked, the factor text gives {len(chunks)}")
     return chunks
+
+
+def checkpoint_layers(model) -> None:
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them
+    (torch.utils.checkpoint, non-reentrant, so the hooked outputs stay in the graph the collector
+    differentiates). Done here because transformers' own switch acts only in training mode, and the
+    collector runs the model in eval mode."""
+    for layer in model.model.layers:
+        layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False)

@@ -24,8 +24,8 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def lm_forward(model, batch: dict) -> ForwardResult:
     """Forward for the collector: predictions at every position with a next token."""
     input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-    logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                   position_ids=position_ids(attention_mask)).logits  # (B, T, V)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                   use_cache=False).logits  # (B, T, V); no cache: a recomputed layer must not append to it
     keep = next_token_positions(attention_mask)
     targets = input_ids.roll(-1, dims=1)  # target of position t is token t + 1
     return ForwardResult(outputs=logits[keep], labels=targets[keep], positions=keep)

@@ -28,7 +28,7 @@ from . import SETS
 from .activations import band_profile, empty_table, lm_activation_ratio
 from .data import DataStage, build
 from .evaluate import EvalConfig, LMEvaluation, ndcg_at_10
-from .factors import LMFactorConfig, factor_chunks
+from .factors import LMFactorConfig, checkpoint_layers, factor_chunks
 from .generations import GenerationConfig, generate, generation_prompts, markdown_table
 from .model import LMConfig, build_lm, import_pretrained, load_model_dir, resolve_source, save_model_dir
 from .positions import lm_forward, sequence_losses
@@ -133,7 +133,9 @@ def factors(params: FactorStage, *, model: str, clean: str, factors: str) -> Non
     cfg = params.factors
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
-    lm, tokenizer = load_model_dir(model, device)
+    lm, tokenizer = load_model_dir(model, device, cfg.dtype)
+    if cfg.gradient_checkpointing:
+        checkpoint_layers(lm)
     sequences = factor_chunks(tokenizer, factor_texts(clean), cfg)[:cfg.n_sequences]
 
     w = distributed.ranks()
