@@ -52,6 +52,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "lm_data": {name: f"data/lm/{name}-{{fp}}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
     "lm_import": {"model": "results/lm/pretrained-{fp}"},
     "lm_train": {"model": "results/lm/model-{fp}", "metrics": "results/lm/train_metrics-{fp}.json"},
+    "lm_mine": {"mined": "results/lm/mined-{fp}.parquet", "summary": "results/lm/mining-{fp}.json"},
     "lm_sets": {"sets": "results/lm/sets-{fp}.parquet", "summary": "results/lm/sets_summary-{fp}.json"},
     "lm_factors": {"factors": "results/lm/factors-{fp}.safetensors"},
     "lm_basis": {"basis": "results/lm/basis-{fp}.safetensors", "spectra": "results/lm/spectra-{fp}.parquet"},
@@ -179,17 +180,22 @@ def lm_model_rule(lm: dict) -> str:
 def lm_stages(lm: dict, file_digests: dict | None = None) -> list[Stage]:
     """The LM arm's expensive stages, in dependency order; `file_digests` of the text files it reads."""
     ev = lm["eval"]
+    digests = dict(file_digests or {})
+    mine_digest = {"mine": digests.pop("mine")} if "mine" in digests else {}  # the miner's source, not lm_data's
     stages = [Stage("lm_data", {"world": lm["world"], "files": lm.get("files"), "few_shot": lm.get("few_shot", 0)},
-                    [], content=file_digests or {})]
+                    [], content=digests)]
     if lm["model"].get("source"):
         stages.append(Stage("lm_import", {"model": lm["model"]}, []))
     if lm.get("train"):
         upstream = ["lm_data"] + (["lm_import"] if lm["model"].get("source") else [])
         stages.append(Stage("lm_train", {"model": lm["model"], "train": lm["train"]}, upstream))
     model = lm_model_rule(lm)
+    if lm.get("mine"):
+        stages.append(Stage("lm_mine", {"mine": lm["mine"], "windows": lm["windows"]}, [model, "lm_data"],
+                            content=mine_digest))
     stages += [
         Stage("lm_sets", {"windows": lm["windows"], "batch_size": ev["batch_size"], "device": ev["device"]},
-              [model, "lm_data"]),
+              [model, "lm_data"] + (["lm_mine"] if lm.get("mine") else [])),
         Stage("lm_factors", {"factors": lm["factors"]}, [model, "lm_data"], version=FACTORS_VERSION),
         Stage("lm_basis", {}, ["lm_factors"]),
     ]

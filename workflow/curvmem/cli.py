@@ -46,6 +46,7 @@ STAGES = {
     "lm_data": "curvmem.lm.stages:data",
     "lm_import": "curvmem.lm.stages:import_model",
     "lm_train": "curvmem.lm.stages:train",
+    "lm_mine": "curvmem.lm.stages:mine_sets",
     "lm_sets": "curvmem.lm.stages:sets",
     "lm_factors": "curvmem.lm.stages:factors",
     "lm_basis": "curvmem.basis:basis_stage",

@@ -154,11 +154,12 @@ def validate(config: dict, memo: Memo | None = None) -> dict:
 
 
 def file_digests(config: dict, memo: Memo) -> dict:
-    """sha256 of every local text file the LM arm reads (part of the lm_data fingerprint), cached
-    by size and modification time."""
-    files = (config.get("lm") or {}).get("files") or {}
+    """sha256 of every local text file the LM arm reads (part of the lm_data fingerprint; the miner's
+    source, key `mine`, of lm_mine's), cached by size and modification time."""
+    lm = config.get("lm") or {}
+    files = {**(lm.get("files") or {}), "mine": (lm.get("mine") or {}).get("source")}
     digests = {}
-    for key in ("memorized", "quotes", "clean"):
+    for key in ("memorized", "quotes", "clean", "mine"):
         path = files.get(key)
         if path and not path.startswith(("http://", "https://")) and Path(path).is_file():
             stat = Path(path).stat()

@@ -49,10 +49,29 @@ if LM:
         shell:
             STAGE
 
+    if "lm_mine" in ART:
+
+        rule lm_mine:
+            input:
+                model=ancient(lm_model()),
+                train_docs=ancient(ART["lm_data"].train_docs),
+            output:
+                **ART["lm_mine"].outputs,
+            params:
+                **stage("lm_mine", ART["lm_mine"].params),
+            threads: config["threads"]["edit"]
+            log:
+                "logs/lm_mine.log",
+            benchmark:
+                "logs/benchmarks/lm_mine.tsv"
+            shell:
+                STAGE
+
     rule lm_sets:
         input:
             model=ancient(lm_model()),
             candidates=ancient(ART["lm_data"].candidates),
+            **({"mined": ancient(ART["lm_mine"].mined)} if "lm_mine" in ART else {}),
         output:
             **ART["lm_sets"].outputs,
         params:

@@ -30,9 +30,17 @@ def check(lm: dict, scale: str, memo: Callable) -> None:
     if names is not None:
         check_patterns("lm", names, lm["factors"]["modules"], lm["edit"]["layer_sets"])
 
+    mine = lm.get("mine")
     if files:
         for key in ("memorized", "quotes", "clean"):
+            if key == "memorized" and not files[key]:
+                if not mine:
+                    raise ConfigError("config key lm.files.memorized: none given; set lm.mine to mine the memorized "
+                                      "set from a text source")
+                continue
             check_text_file(f"lm.files.{key}", files[key], memo)
+    if mine and mine["source"] != "train_docs":
+        check_text_file("lm.mine.source", mine["source"], memo)
     elif scale != "test" and not Path(FORTUNES).is_dir():
         raise ConfigError("config key lm.world: needs Debian's fortunes text (bash envs/setup.sh installs it)")
     windows = lm["windows"]

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class FilesConfig:
     """Paper scale: memorized windows, quotes and clean text from files (JSONL or plain text) or URLs."""
 
-    memorized: str = ""
+    memorized: str | None = ""     # None: mined from a text source instead (lm.mine)
     quotes: str = ""
     clean: str = ""
     factor_share: float = 0.9      # documents for the factors; the rest is held out for perplexity
@@ -123,12 +123,12 @@ def build(params: DataStage) -> dict[str, pd.DataFrame]:
         # Paper scale: real memorized windows and text; the world generates only untrained task families.
         world = build_world(replace(world_cfg, n_memorized=0, n_quotes=0, n_entities=0, clean_chars=0,
                                     heldout_chars=0), paragraphs=[])
-        memorized = read_records(files.memorized)
+        memorized = read_records(files.memorized) if files.memorized else []  # none: lm_mine mines them
         order = rng.permutation(len(memorized))
         half = len(memorized) // 2
         candidates = pd.concat([
-            _candidates("memorized_train", [memorized[i] for i in order[:half]], Path(files.memorized).name),
-            _candidates("memorized_val", [memorized[i] for i in order[half:]], Path(files.memorized).name),
+            _candidates("memorized_train", [memorized[i] for i in order[:half]], Path(files.memorized or "").name),
+            _candidates("memorized_val", [memorized[i] for i in order[half:]], Path(files.memorized or "").name),
             _candidates("quotes", read_records(files.quotes), Path(files.quotes).name),
         ], ignore_index=True)
         clean_texts = [r.get("text", "") for r in read_records(files.clean)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from . import SETS
@@ -34,6 +35,8 @@ def make_window(tokenizer, row, cfg: WindowConfig) -> tuple[list[int], list[int]
     """(prefix ids, suffix ids) of one candidate, or None when it is too short."""
     encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     start = doc_start_ids(tokenizer)
+    if isinstance(row.get("prefix_ids"), (list, np.ndarray)):  # a mined window (lm.mining): kept as cut
+        return list(row["prefix_ids"]), list(row["suffix_ids"])
     if row["set"] == "quotes":
         ids = encode(row["text"])
         if len(ids) < cfg.quote_suffix + 1:

@@ -26,10 +26,11 @@ from ..sweep import (CutoffMemo, EditSpec, load_edit_rows, method_curve, save_ed
                      sweep_cutoffs)
 from . import SETS
 from .activations import band_profile, empty_table, lm_activation_ratio
-from .data import DataStage, build
+from .data import DataStage, build, read_records
 from .evaluate import EvalConfig, LMEvaluation, ndcg_at_10
 from .factors import LMFactorConfig, checkpoint_layers, factor_chunks
 from .generations import GenerationConfig, generate, generation_prompts, markdown_table
+from .mining import MiningConfig, mine
 from .model import LMConfig, build_lm, import_pretrained, load_model_dir, resolve_source, save_model_dir
 from .positions import lm_forward, sequence_losses
 from .sets import WindowConfig, summarize, verify
@@ -106,16 +107,40 @@ class SetsStage:
     device: str = "auto"
 
 
-def sets(params: SetsStage, *, model: str, candidates: str, sets: str, summary: str) -> None:
-    """Rule lm_sets: the candidates as token windows, kept only where the model recites them."""
+def sets(params: SetsStage, *, model: str, candidates: str, sets: str, summary: str, mined: str | None = None) -> None:
+    """Rule lm_sets: the candidates as token windows, kept only where the model recites them; with
+    `mined` (lm_mine), the memorized sets are the mined windows."""
     device = pick_device(params.device)
     lm, tokenizer = load_model_dir(model, device)
     cands = io.load_parquet(candidates, ["set", "text", "prefix", "suffix", "source"])
+    if mined:
+        windows = io.load_parquet(mined, ["set", "text", "prefix", "suffix", "source", "prefix_ids", "suffix_ids"])
+        cands = pd.concat([cands[cands["set"] == "quotes"], windows], ignore_index=True)
     frame = verify(lm, tokenizer, cands, params.windows, params.batch_size, device)
     kept = frame[frame["memorized"]].groupby("set", sort=False).head(params.windows.max_per_set)
     counts = summarize(cands, frame, kept)
     io.save_parquet(kept.reset_index(drop=True), sets, metadata={"windows": asdict(params.windows), "summary": counts})
     io.save_json({"windows": asdict(params.windows), **counts}, summary)
+
+
+@dataclass
+class MineStage:
+    mine: MiningConfig = field(default_factory=MiningConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+
+
+def mine_sets(params: MineStage, *, model: str, train_docs: str, mined: str, summary: str) -> None:
+    """Rule lm_mine: memorized windows mined from a text source (the LM's training stream or a file)."""
+    cfg = params.mine
+    device = pick_device(cfg.device)
+    lm, tokenizer = load_model_dir(model, device)
+    if cfg.source == "train_docs":
+        texts, origin = io.load_parquet(train_docs, ["text"])["text"].tolist(), "train_docs"
+    else:
+        texts, origin = [r.get("text", "") for r in read_records(cfg.source)], Path(cfg.source).name
+    frame, counts = mine(lm, tokenizer, texts, params.windows.prefix, params.windows.suffix, cfg, device, origin)
+    io.save_parquet(frame, mined, metadata={"mine": asdict(cfg), "summary": counts})
+    io.save_json({"mine": asdict(cfg), **counts}, summary)
 
 
 @dataclass
