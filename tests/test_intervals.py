@@ -88,3 +88,21 @@ def test_weight_decay_table_by_hand():
     low, high = wilson_closed_form(2, 4)  # 50% of 4 images
     assert table.memorized_train_pct_ci_low[0] == pytest.approx(low)
     assert table.memorized_train_pct_ci_high[0] == pytest.approx(high)
+
+
+def test_cutoff_steps_flag_the_steps_beyond_the_noise():
+    """Hand-worked: 0 -> 20 of 20 is beyond any noise, 10 -> 11 of 20 is not; the step carries the kept
+    fractions of both ends; and a percentage rounded by a CSV is read back as its whole count."""
+    from curvmem.sweep import cutoff_steps, whole, with_bands
+
+    sweep = pd.DataFrame({"method": ["kfac"] * 3, "layer_set": ["a"] * 3, "cutoff": [0.9, 0.5, 0.6],
+                          "kept_fraction": [0.2, 0.01, 0.02], "m_pct": [100.0, 0.0, 50.0], "m_n": [20, 20, 20],
+                          "t_pct": [55.0, 50.0, 50.0], "t_n": [20, 20, 20]})
+    steps = cutoff_steps(sweep, "kfac", {"m_pct": "m_n", "t_pct": "t_n"}).set_index(["metric", "cutoff_from"])
+    assert steps.loc[("m_pct", 0.5)].cutoff_to == 0.6 and steps.loc[("m_pct", 0.6)].cutoff_to == 0.9
+    assert steps.loc[("m_pct", 0.5)].beyond_noise and steps.loc[("m_pct", 0.5)].change_pts == 50
+    assert not steps.loc[("t_pct", 0.6)].beyond_noise and steps.loc[("t_pct", 0.6)].change_pts == 5
+    assert (steps.loc[("m_pct", 0.6)].kept_from, steps.loc[("m_pct", 0.6)].kept_to) == (0.02, 0.2)
+    assert whole(8.333, 60) == 100 * 5 / 60
+    banded = with_bands(pd.DataFrame({"m_pct": [8.333], "m_n": [60]}), {"m_pct": "m_n"})
+    assert (banded.m_pct_ci_low[0], banded.m_pct_ci_high[0]) == pytest.approx(wilson_closed_form(5, 60))

@@ -35,10 +35,10 @@ def test_full_dag_builds_every_output(workdir):
     assert len(sweep) == 1 + 2 * (2 + 1) + 1  # baseline + 2 layer sets x (2 rhos + 1 svd) + 1 BSN point
     figures = sorted(p.name for p in (workdir / "results/figures").glob("*.png"))
     assert figures == ["cost.png", "lm_activation_ratio.png", "lm_band_vs_retention.png", "lm_facts_vs_frequency.png",
-                       "lm_recitation_vs_perplexity.png", "lm_stress_test.png", "lm_table1.png",
+                       "lm_recitation_vs_perplexity.png", "lm_rho_profile.png", "lm_stress_test.png", "lm_table1.png",
                        "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png",
-                       "vit_activation_ratio.png", "vit_rho_sweep.png", "vit_spectra.png", "vit_table2.png",
-                       "vit_training.png", "vit_weight_decay.png"]
+                       "vit_activation_ratio.png", "vit_rho_profile.png", "vit_rho_sweep.png", "vit_spectra.png",
+                       "vit_table2.png", "vit_training.png", "vit_weight_decay.png"]
     art = layout(workdir)
     assert all((workdir / "logs" / f"{rule}.log").exists() for rule in ("lm_train", "lm_factors", "figures"))
     assert all((workdir / "logs" / rule / f"{art[rule].fp}.log").exists() for rule in ("vit_train", "vit_factors"))

@@ -47,7 +47,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
                    "sweep": "results/tables/vit_sweep.csv",
                    "activation": "results/tables/vit_activation_ratio.csv",
                    "kfac_plot": "results/plots/vit_kfac_sweep.csv", "svd_plot": "results/plots/vit_svd_sweep.csv",
-                   "weight_decay": "results/tables/vit_weight_decay.csv"},
+                   "weight_decay": "results/tables/vit_weight_decay.csv", "rho_steps": "results/tables/vit_rho_steps.csv"},
     # language-model arm
     "lm_data": {name: f"data/lm/{name}-{{fp}}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
     "lm_import": {"model": "results/lm/pretrained-{fp}"},
@@ -68,7 +68,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                   "activation": "results/tables/lm_activation_ratio.csv", "selection": "results/lm/selection.json",
                   "kfac_plot": "results/plots/lm_kfac_sweep.csv", "svd_plot": "results/plots/lm_svd_sweep.csv",
                   "table7": "results/tables/table7_lm_coherence.csv", "differences": "results/tables/lm_differences.csv",
-                  "bands": "results/tables/lm_band_retention.csv", "band_correlation": "results/tables/lm_band_correlation.csv"},
+                  "bands": "results/tables/lm_band_retention.csv", "band_correlation": "results/tables/lm_band_correlation.csv",
+                  "rho_steps": "results/tables/lm_rho_steps.csv"},
     "lm_headline": {"stress": "results/lm/stress.json", "table6": "results/tables/table6_lm_stress.csv",
                     "generations": "results/tables/table12_lm_generations.md"},
     # both arms

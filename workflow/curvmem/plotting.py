@@ -116,3 +116,36 @@ def band_heatmaps(frame: pd.DataFrame, out: Path, name: str, title: str, note: s
     fig.suptitle(title, y=1.0 + 0.3 / (1.5 + 0.22 * len(modules)))
     fig.tight_layout()
     save(fig, out, name)
+
+
+def cutoff_profile(curve: pd.DataFrame, panels: list[tuple[str, dict[str, str]]], steps: pd.DataFrame,
+                   baseline: pd.Series, title: str, out: Path, name: str) -> None:
+    """Metrics of one method on one layer set against its cutoff (left) and against the kept fraction
+    of pairs (right, log scale), one row per panel (title, {metric: label}); shaded: 95% Wilson
+    intervals where the curve has `<metric>_ci_low/high`; red spans: steps whose change is beyond the
+    noise (`sweep.cutoff_steps`); dashed: the unedited model."""
+    fig, axes = plt.subplots(len(panels), 2, figsize=(13, 3.6 * len(panels)), squeeze=False)
+    curve = curve.sort_values("cutoff")
+    colors = dict(zip([m for _, metrics in panels for m in metrics], sns.color_palette("tab10", 10) * 3))
+    for row, (panel_title, metrics) in enumerate(panels):
+        for col, x in enumerate(("cutoff", "kept_fraction")):
+            ax = axes[row, col]
+            for metric, label in metrics.items():
+                ax.plot(curve[x], curve[metric], marker="o", ms=3, lw=1.2, color=colors[metric], label=label)
+                if f"{metric}_ci_low" in curve:
+                    ax.fill_between(curve[x], curve[f"{metric}_ci_low"], curve[f"{metric}_ci_high"], alpha=0.15,
+                                    color=colors[metric], lw=0)
+                if metric in baseline and not pd.isna(baseline[metric]):
+                    ax.axhline(baseline[metric], color=colors[metric], ls="--", lw=0.8)
+            jumps = steps[steps.metric.isin(list(metrics)) & steps.beyond_noise] if len(steps) else steps
+            ends = ("cutoff_from", "cutoff_to") if x == "cutoff" else ("kept_from", "kept_to")
+            for lo, hi in set(jumps[list(ends)].itertuples(index=False, name=None)):  # once per step, any metric
+                ax.axvspan(lo, hi, color="red", alpha=0.08, lw=0)
+            if x == "kept_fraction":
+                ax.set_xscale("log")
+            ax.set(xlabel="rho (fraction of curvature mass kept)" if x == "cutoff" else
+                   "fraction of coefficient pairs kept (log scale)", ylabel="%", title=panel_title)
+        axes[row, 1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle(title, y=1.0)
+    fig.tight_layout()
+    save(fig, out, name)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import io
 from .artifacts import is_fingerprinted
+from .intervals import difference, wilson
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,44 @@ def method_curve(sweep: pd.DataFrame, method: str, layer_set: str, columns: dict
     columns `x` and the renamed metric columns, sorted by cutoff."""
     rows = sweep[(sweep.method == method) & (sweep.layer_set == layer_set)].sort_values("cutoff")
     return pd.concat([rows.cutoff.rename(x), rows[list(columns)].rename(columns=columns)], axis=1)
+
+
+def whole(pct: float, n) -> float:
+    """A percentage of n items as the nearest whole count of them (undoes a CSV's rounding)."""
+    return 100 * round(pct * int(n) / 100) / int(n)
+
+
+def cutoff_steps(sweep: pd.DataFrame, method: str, counts: dict[str, str]) -> pd.DataFrame:
+    """Every step between consecutive cutoffs of `method`, per layer set and counted metric (metric ->
+    its item-count column): the metric's change in points with its 95% interval (Newcombe's, as for
+    the headline comparisons; `intervals.difference`), whether it is beyond the noise, and the change
+    of the kept fraction (of coefficient pairs for K-FAC) over the same step. A metric that jumps
+    where the kept fraction jumps changes with the pairs kept, not with the mass."""
+    rows = []
+    for layer_set, curve in sweep[sweep.method == method].groupby("layer_set", sort=False):
+        curve = curve.sort_values("cutoff")
+        for (_, a), (_, b) in zip(curve.iterrows(), curve.iloc[1:].iterrows()):
+            for metric, n in counts.items():
+                if pd.isna(a[metric]) or pd.isna(b[metric]):
+                    continue
+                change, low, high = difference(whole(b[metric], b[n]), int(b[n]), whole(a[metric], a[n]), int(a[n]))
+                rows.append({"layer_set": layer_set, "metric": metric, "cutoff_from": a.cutoff, "cutoff_to": b.cutoff,
+                             "kept_from": a.kept_fraction, "kept_to": b.kept_fraction, "pct_from": a[metric],
+                             "pct_to": b[metric], "change_pts": change, "ci_low": low, "ci_high": high,
+                             "beyond_noise": bool(low > 0 or high < 0)})
+    return pd.DataFrame(rows, columns=["layer_set", "metric", "cutoff_from", "cutoff_to", "kept_from", "kept_to",
+                                       "pct_from", "pct_to", "change_pts", "ci_low", "ci_high", "beyond_noise"])
+
+
+def with_bands(curve: pd.DataFrame, counts: dict[str, str]) -> pd.DataFrame:
+    """`curve` with each counted metric's 95% Wilson interval as `<metric>_ci_low` / `_ci_high` (the
+    percentages may come rounded from a CSV: `whole`)."""
+    out = curve.copy()
+    for metric, n in counts.items():
+        bounds = [wilson(whole(p, k), int(k)) if not pd.isna(p) and k else (math.nan, math.nan)
+                  for p, k in zip(out[metric], out[n])]
+        out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = [lo for lo, _ in bounds], [hi for _, hi in bounds]
+    return out
 
 
 def bsn_description(layer_set: str, ratio: float, loss_weight: float, epochs: int, lr: float) -> str:

@@ -10,8 +10,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import METHOD_PALETTE, MODEL_LABELS, activation_bands, interval_bars, save
-from .tables import METHODS
+from ..plotting import METHOD_PALETTE, MODEL_LABELS, activation_bands, cutoff_profile, interval_bars, save
+from ..sweep import cutoff_steps, with_bands
+from .tables import METHODS, counted_metrics, task_families
 
 LM_SETS = {"memorized_val": "memorized (validation)", "quotes": "quotes"}
 
@@ -70,6 +71,21 @@ def lm_sweep(sweep: pd.DataFrame, selection: dict, out: Path) -> None:
                  "edits)")
     fig.tight_layout()
     save(fig, out, "lm_recitation_vs_perplexity.png")
+
+
+def lm_rho_profile(sweep: pd.DataFrame, selection: dict, out: Path) -> None:
+    """The K-FAC sweep of the headline layer set against rho and against the kept pairs, with intervals."""
+    layer_set = selection["kfac"]["layer_set"]
+    curve = sweep[(sweep.method == "kfac") & (sweep.layer_set == layer_set)]
+    counts = counted_metrics(sweep, selection_set=True)
+    panels = [("strict recitation", {"memorized_train_strict_pct": "memorized (train: selection)", **{
+                  f"{s}_strict_pct": label for s, label in LM_SETS.items()}}),
+              ("task accuracy", {f"task_{f}": f for f in task_families(sweep)}),
+              ("perplexity", {"perplexity_increase_pct": "perplexity increase % (no interval)"})]
+    cutoff_profile(with_bands(curve, counts), panels, cutoff_steps(curve, "kfac", counts),
+                   sweep[sweep.method == "none"].iloc[0],
+                   f"K-FAC on {layer_set} (the headline layer set): smooth or abrupt in rho? (red: a step beyond the "
+                   f"noise)", out, "lm_rho_profile.png")
 
 
 def lm_tasks(tasks: pd.DataFrame, out: Path) -> None:
@@ -228,6 +244,7 @@ def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.Data
     lm_table1(table1, out)
     lm_stress(table6, out)
     lm_sweep(sweep, selection, out)
+    lm_rho_profile(sweep, selection, out)
     lm_tasks(tasks, out)
     lm_tasks_vs_recitation(sweep, tasks, out)
     lm_facts(facts, out)

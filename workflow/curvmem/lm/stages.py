@@ -22,7 +22,7 @@ from ..edit import ModelEditor
 from ..common import InputError, pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import resolve_layer_set
-from ..sweep import (CutoffMemo, EditSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result,
+from ..sweep import (CutoffMemo, EditSpec, cutoff_steps, load_edit_rows, method_curve, save_edit_rows, subnet_result,
                      sweep_cutoffs)
 from . import SETS
 from .activations import band_profile, empty_table, lm_activation_ratio
@@ -36,6 +36,7 @@ from .positions import lm_forward, sequence_losses
 from .sets import WindowConfig, summarize, verify
 from .stress import StressConfig, stress_test
 from .tables import (METHODS, PLOT_COLUMNS, SelectionConfig, band_correlation as correlate_bands, band_retention,
+                     counted_metrics,
                      fact_table, headline_differences, select, stress_table, sweep_table, table1 as make_table1,
                      table7 as make_table7, task_table)
 from .tokens import doc_start_ids, pack
@@ -425,9 +426,10 @@ def headline(params: HeadlineStage, *, model: str, sets: str, tasks: str, basis:
 
 def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table1: str,
            sweep: str, tasks: str, facts: str, activation: str, selection: str, kfac_plot: str, svd_plot: str,
-           table7: str, differences: str, profile: str, bands: str, band_correlation: str) -> None:
+           table7: str, differences: str, profile: str, bands: str, band_correlation: str, rho_steps: str) -> None:
     """Rule lm_tables: the sweep, the headline choice of each method on memorized_train, Tables 1
-    and 7, tasks, facts, and the headline comparisons with their intervals."""
+    and 7, tasks, facts, the headline comparisons with their intervals, and the K-FAC sweep's steps
+    between consecutive rhos."""
     rows = load_edit_rows([baseline, *edits, *bsn])
     frame = sweep_table(rows)
     choices = {m: select(frame, m, params.max_perplexity_increase) for m in METHODS}
@@ -439,6 +441,7 @@ def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: lis
     io.save_csv(t1, table1)
     io.save_csv(make_table7(frame, choices), table7)
     io.save_csv(headline_differences(frame, choices), differences)
+    io.save_csv(cutoff_steps(frame, "kfac", counted_metrics(frame, selection_set=True)), rho_steps)
     task_frame = task_table(chosen)
     io.save_csv(task_frame, tasks)
     points = band_retention(frame, io.load_parquet(profile), task_frame, choices)

@@ -112,15 +112,22 @@ def table1(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
                           | {"memorized_train_strict_pct": "memorized_train_n"})
 
 
+def task_families(sweep: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("task_").removesuffix("_n") for c in sweep.columns if c.startswith("task_") and c.endswith("_n")]
+
+
+def counted_metrics(sweep: pd.DataFrame, selection_set: bool = False) -> dict[str, str]:
+    """Metric -> item-count column of every percentage with an interval: strict recitation of the
+    reporting sets (and of the selection set, if asked) and every task family's accuracy."""
+    sets = ("memorized_train", "memorized_val", "quotes") if selection_set else ("memorized_val", "quotes")
+    return {**{f"{s}_strict_pct": f"{s}_n" for s in sets}, **{f"task_{f}": f"task_{f}_n" for f in task_families(sweep)}}
+
+
 def headline_differences(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
     """K-FAC against SVD and against BalancedSubnet at the headline: strict recitation of the
     reporting sets and accuracy of every task family, each difference with its interval."""
     models = {name: pick(sweep, choices.get(name)) for name in ("baseline", *METHODS)}
-    families = [c.removeprefix("task_").removesuffix("_n") for c in sweep.columns
-                if c.startswith("task_") and c.endswith("_n")]
-    counts = {"memorized_val_strict_pct": "memorized_val_n", "quotes_strict_pct": "quotes_n",
-              **{f"task_{f}": f"task_{f}_n" for f in families}}
-    return differences(models, [("kfac", "svd"), ("kfac", "bsn")], counts)
+    return differences(models, [("kfac", "svd"), ("kfac", "bsn")], counted_metrics(sweep))
 
 
 def table7(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:

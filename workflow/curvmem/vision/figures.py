@@ -7,8 +7,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import MODEL_LABELS, activation_bands, interval_bars, save
-from .tables import Headline
+from ..plotting import MODEL_LABELS, activation_bands, cutoff_profile, interval_bars, save
+from ..sweep import cutoff_steps, with_bands
+from .tables import COUNTS, Headline
 
 METRIC_LABELS = {"memorized_train_pct": "memorized %",
                  "train_gt_acc_pct": "GT recovery %",
@@ -57,6 +58,15 @@ def vit_sweep(sweep: pd.DataFrame, headline: Headline, out: Path) -> None:
                  f"{headline.rho:g} / SVD drop {headline.svd_drop_fraction:g}")
     fig.tight_layout()
     save(fig, out, "vit_rho_sweep.png")
+
+
+def vit_rho_profile(sweep: pd.DataFrame, headline: Headline, out: Path) -> None:
+    """The K-FAC sweep of the headline layer set against rho and against the kept pairs, with intervals."""
+    curve = sweep[(sweep.method == "kfac") & (sweep.layer_set == headline.layer_set)]
+    cutoff_profile(with_bands(curve, COUNTS), [("Table 2 metrics", METRIC_LABELS)], cutoff_steps(curve, "kfac", COUNTS),
+                   sweep[sweep.method == "none"].iloc[0],
+                   f"K-FAC on {headline.layer_set}: smooth or abrupt in rho? (red: a step beyond the noise)",
+                   out, "vit_rho_profile.png")
 
 
 def vit_spectra(spectra: pd.DataFrame, out: Path) -> None:
@@ -125,6 +135,7 @@ def draw(out: Path, *, table2: pd.DataFrame, sweep: pd.DataFrame, activation: pd
     """Every figure of the vision arm into `out`."""
     vit_table2(table2, out)
     vit_sweep(sweep, headline, out)
+    vit_rho_profile(sweep, headline, out)
     vit_spectra(spectra, out)
     vit_activation(activation, out)
     vit_training(history, out)

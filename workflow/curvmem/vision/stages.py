@@ -18,14 +18,15 @@ from ..basis import load_basis
 from ..common import pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors
 from ..bsn import SubnetSpec
-from ..sweep import EditSpec, load_edit_rows, method_curve, save_edit_rows, subnet_result, sweep_cutoffs
+from ..sweep import (EditSpec, cutoff_steps, load_edit_rows, method_curve, save_edit_rows, subnet_result,
+                     sweep_cutoffs)
 from .activations import vit_activation_ratio
 from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset, corrupt_labels, noisy_labels,
                    prepare_fashion_mnist, prepare_imagefolder, split_labels)
 from .evaluate import EvalConfig, VitEvaluation
 from .factors import ViTFactorConfig, cls_forward
 from .model import ViTConfig, build_vit, load_vit
-from .tables import (PLOT_COLUMNS, Headline, sweep_table, table2 as make_table2, table2_differences,
+from .tables import (COUNTS, PLOT_COLUMNS, Headline, sweep_table, table2 as make_table2, table2_differences,
                      weight_decay_table)
 from .train import TrainConfig, train as train_vit
 
@@ -257,15 +258,17 @@ def weight_decay_member(params: WeightDecayStage, *, model: str, data: str, val:
 
 def tables(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, family: list[str],
            table2: str, differences: str, sweep: str, activation: str, kfac_plot: str, svd_plot: str,
-           weight_decay: str) -> None:
+           weight_decay: str, rho_steps: str) -> None:
     """Rule vit_tables: the sweep, Table 2 at the headline setting with its intervals and the
-    headline comparisons, the weight-decay family (App. H), and the DVC plot data."""
+    headline comparisons, the weight-decay family (App. H), the K-FAC sweep's steps between
+    consecutive rhos, and the DVC plot data."""
     frame = sweep_table(load_edit_rows([baseline, *edits, *bsn]))
     io.save_csv(weight_decay_table([io.load_json(path) for path in family], params), weight_decay)
     t2 = make_table2(frame, params)
     io.save_csv(frame, sweep)
     io.save_csv(t2, table2)
     io.save_csv(table2_differences(t2), differences)
+    io.save_csv(cutoff_steps(frame, "kfac", COUNTS), rho_steps)
     io.save_csv(io.load_parquet(ratio), activation)
     io.save_csv(method_curve(frame, "kfac", params.layer_set, PLOT_COLUMNS, "rho"), kfac_plot)
     io.save_csv(method_curve(frame, "svd", params.layer_set, PLOT_COLUMNS, "drop_fraction"), svd_plot)
