@@ -144,7 +144,7 @@ def collect_factors(
     group = cfg.max_modules_per_pass or len(names)
     all_modules = dict(model.named_modules())
     factors: dict[str, dict[str, torch.Tensor]] = {}
-    w = distributed.ranks()
+    ranks = distributed.ranks()
     was_training = model.training
     model.eval()  # no dropout: the Fisher of the deployed model
     try:
@@ -160,10 +160,10 @@ def collect_factors(
             }
             with LayerHooks(model, list(targets), keep_outputs=True) as capture:
                 desc = f"K-FAC modules {start + 1}-{start + len(targets)} of {len(names)}"
-                shown = progress and w.is_main
+                shown = progress and ranks.is_main
                 for i, batch in enumerate(tqdm(batches(), desc=desc, disable=not shown, mininterval=5)):
                     # Labels drawn per global batch: the same in every module group and on any number of ranks.
-                    seed = distributed.batch_seed(cfg.seed, w.rank + i * w.size)
+                    seed = distributed.batch_seed(cfg.seed, ranks.rank + i * ranks.size)
                     generator = torch.Generator(device=device).manual_seed(seed)
                     _accumulate(model, batch, forward, likelihood, cfg.fisher, generator, capture, sums)
                     crash_point(f"factors:batch{i + 1}")

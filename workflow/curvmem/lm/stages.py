@@ -164,8 +164,8 @@ def factors(params: FactorStage, *, model: str, clean: str, factors: str) -> Non
         checkpoint_layers(lm)
     sequences = factor_chunks(tokenizer, factor_texts(clean), cfg)[:cfg.n_sequences]
 
-    w = distributed.ranks()
-    own = distributed.own_batches(len(sequences), cfg.batch_size, w)  # this rank's share (all of it on one)
+    ranks = distributed.ranks()
+    own = distributed.own_batches(len(sequences), cfg.batch_size, ranks)  # this rank's share (all of it on one)
 
     def batches():
         for _, rows in own:
@@ -177,8 +177,8 @@ def factors(params: FactorStage, *, model: str, clean: str, factors: str) -> Non
     seconds = time.time() - t0
     n_groups = -(-len(sums) // (cfg.max_modules_per_pass or len(sums)))
     log.info("factors of %d modules from %d tokens on %d rank(s) in %.1fs (%.0f tokens/s over %d pass(es))",
-             len(sums), sequences.numel(), w.size, seconds, sequences.numel() * n_groups / seconds, n_groups)
-    if not w.is_main:
+             len(sums), sequences.numel(), ranks.size, seconds, sequences.numel() * n_groups / seconds, n_groups)
+    if not ranks.is_main:
         return
     io.save_tensors(factor_tensors(sums), factors, {"fisher": cfg.fisher, "positions": "next-token (last dropped)",
                                                     "n_sequences": cfg.n_sequences, "seq_len": cfg.seq_len,

@@ -76,8 +76,9 @@ def train(params: TrainStage, *, data: str, corruption: str, model: str, metrics
              sum(p.numel() for p in vit.parameters()) / 1e6, len(train_set), len(noise["indices"]), device)
     t0 = time.time()
     history = train_vit(vit, train_set, np.asarray(noise["indices"]), cfg, device)
-    log.info("trained in %.1fs on %d rank(s)", time.time() - t0, distributed.ranks().size)
-    if not distributed.ranks().is_main:
+    ranks = distributed.ranks()
+    log.info("trained in %.1fs on %d rank(s)", time.time() - t0, ranks.size)
+    if not ranks.is_main:
         return
     io.save_tensors(vit.state_dict(), model, {"model": asdict(params.model), "train": asdict(cfg),
                                               "final": history[-1] if history else {}})
@@ -102,8 +103,8 @@ def factors(params: FactorStage, *, model: str, data: str, corruption: str, fact
     device = pick_device(cfg.device)
     vit = load_vit(params.model, model).to(device)
     indices = factor_images(io.load_json(corruption), cfg)
-    w = distributed.ranks()
-    own = distributed.own_batches(len(indices), cfg.batch_size, w)  # this rank's global batches, in order
+    ranks = distributed.ranks()
+    own = distributed.own_batches(len(indices), cfg.batch_size, ranks)  # this rank's global batches, in order
     images = ImageSet(data, img_size=params.model.img_size,
                       indices=indices[np.concatenate([rows for _, rows in own])] if own else indices[:0])
 
@@ -113,9 +114,9 @@ def factors(params: FactorStage, *, model: str, data: str, corruption: str, fact
 
     t0 = time.time()
     sums = collect_factors(vit, cfg, data_batches, cls_forward, device=device)
-    log.info("factors of %d modules from %d images on %d rank(s) in %.1fs", len(sums), len(indices), w.size,
+    log.info("factors of %d modules from %d images on %d rank(s) in %.1fs", len(sums), len(indices), ranks.size,
              time.time() - t0)
-    if not w.is_main:
+    if not ranks.is_main:
         return
     io.save_tensors(factor_tensors(sums), factors, {"fisher": cfg.fisher, "positions": "cls", "n": len(indices),
                                                     "modules": list(sums), "config": asdict(cfg)})
