@@ -35,7 +35,7 @@ STAGE = "python -m curvmem {params.stage} {params.paths} --params {params.config
 # (0 here; a profile's set-resources, e.g. profiles/slurm, or `--set-resources vit_train:gpu=2` raises it):
 # with more than one, the job relaunches itself under torchrun (curvmem.cli). Resources are not a rerun
 # trigger, so the number of ranks never reruns a job.
-RANKED_STAGE = STAGE + " --ranks {resources.gpu}"
+RANKED_STAGE = f"{STAGE} --ranks {{resources.gpu}}"
 
 
 def as_json(obj) -> str:
