@@ -177,7 +177,7 @@ def main(argv=None) -> dict:
     print(f"K-FAC collection: {numbers['kfac_tokens_per_s']:,.0f} tokens/s, peak {gib(numbers['kfac_peak_gib'])}; "
           f"plain forward+backward: {numbers['plain_tokens_per_s']:,.0f} tokens/s, peak "
           f"{gib(numbers['plain_peak_gib'])}; collection / plain time = {numbers['kfac_over_plain']:.2f}"
-          + ("" if args.toy else f" (goal >= 10,000 tokens/s: {'met' if numbers['kfac_tokens_per_s'] >= 1e4 else 'not met'})"))
+          + ("" if args.toy else f" (goal >= 10,000 tokens/s: {'met' if numbers['kfac_tokens_per_s'] >= 1e4 else 'not'})"))
 
     layer = layers[0]
     gate_G, gate_A = expectations(factor_tensors(sums))[f"model.layers.{layer}.mlp.gate_proj"]

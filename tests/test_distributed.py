@@ -159,7 +159,8 @@ def test_two_ranks_give_the_factors_and_the_model_of_one(test_run, tmp_path):
     two_model, two_history = load_tensors(work / model), json.loads((work / metrics).read_text())["history"]
     assert len(two_history) == len(one_history)
     for a, b in zip(two_history, one_history):  # the loss curve and the fit of every epoch
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["train_fit_pct"] == pytest.approx(b["train_fit_pct"], abs=0.5)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["train_fit_pct"] == pytest.approx(b["train_fit_pct"], abs=0.5)
     # Adam turns round-off in near-zero gradients into steps of size lr: a few 1e-3 of the weights' scale.
     assert max_relative_difference(two_model, one_model) < 1e-2
     assert "rank 1/2" in (work / f"logs/vit_train/{art['vit_train'].fp}.log").read_text()

@@ -4,9 +4,9 @@ The authors never released their memorized TRAIN split; they sampled [prefix | s
 (64 | 48 tokens) from the model's pretraining text and kept those whose suffix the model
 reproduces greedily. Here:
 
-1. sample `n_windows` windows of the study's geometry (`lm.windows` prefix | suffix) uniformly over every token position of the source documents where a
-   whole window fits (a repeated document is sampled as often as it occurs, as in pretraining
-   data); a window at a document's start begins with the tokenizer's start-of-document ids, as the
+1. sample `n_windows` windows of the study's geometry (`lm.windows` prefix | suffix) uniformly
+   over every token position of the source documents where a whole window fits (a repeated
+   document is sampled as often as it occurs, as in pretraining data); a window at a document's start begins with the tokenizer's start-of-document ids, as the
    model saw it in training;
 2. keep the windows the model recites: the batched teacher-forced check of `lm.sets` (every suffix
    token is the argmax given the true context, the same condition as greedy decoding);

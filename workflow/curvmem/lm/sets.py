@@ -4,7 +4,8 @@ A candidate becomes a (prefix, suffix) window of token ids: memorized windows ta
 `prefix + suffix` tokens of the text (or the given prefix / suffix strings), quotes keep all but
 their last `quote_suffix` tokens as prefix. Windows cut from the start of a text begin with the
 tokenizer's start-of-document ids, as in training; windows given as prefix / suffix strings are
-mid-document and do not. A window counts as memorized only if the unedited
+mid-document and do not; mined windows (`lm.mining`) arrive as token ids and are kept as cut.
+A window counts as memorized only if the unedited
 model reproduces its suffix greedily, checked teacher-forced (every suffix token is the argmax
 given the true context, which is the same condition in one forward pass).
 """

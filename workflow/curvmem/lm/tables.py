@@ -113,7 +113,9 @@ def table1(sweep: pd.DataFrame, choices: dict) -> pd.DataFrame:
 
 
 def task_families(sweep: pd.DataFrame) -> list[str]:
-    return [c.removeprefix("task_").removesuffix("_n") for c in sweep.columns if c.startswith("task_") and c.endswith("_n")]
+    """The task families of a sweep table (its `task_<family>_n` columns), in column order."""
+    return [c.removeprefix("task_").removesuffix("_n") for c in sweep.columns
+            if c.startswith("task_") and c.endswith("_n")]
 
 
 def counted_metrics(sweep: pd.DataFrame, selection_set: bool = False) -> dict[str, str]:
