@@ -141,7 +141,10 @@ def cutoff_profile(curve: pd.DataFrame, panels: list[tuple[str, dict[str, str]]]
             ends = ("cutoff_from", "cutoff_to") if x == "cutoff" else ("kept_from", "kept_to")
             for lo, hi in set(jumps[list(ends)].itertuples(index=False, name=None)):  # once per step, any metric
                 ax.axvspan(lo, hi, color="red", alpha=0.08, lw=0)
-            if x == "kept_fraction":
+            drawn = bool(curve[list(metrics)].notna().any().any())
+            if not drawn:  # e.g. no window recited by a random-weight model: an empty panel, said so
+                ax.text(0.5, 0.5, "no values (nothing measured)", ha="center", va="center", transform=ax.transAxes)
+            elif x == "kept_fraction":
                 ax.set_xscale("log")
             ax.set(xlabel="rho (fraction of curvature mass kept)" if x == "cutoff" else
                    "fraction of coefficient pairs kept (log scale)", ylabel="%", title=panel_title)
