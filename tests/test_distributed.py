@@ -1,7 +1,7 @@
 """Data parallelism: the rules' `gpu` resource launches that many ranks under torchrun (gloo on this
 CPU, NCCL on GPUs: the same code), and two ranks compute what one process computes: the K-FAC
 factors of the tiny Olmo2 and the tiny ViT of config/test.yaml to float tolerance, and the ViT
-trained with DistributedDataParallel at the same global batch."""
+trained with DistributedDataParallel at the same global batch; a failing rank still gives one line."""
 import json
 
 import numpy as np
@@ -164,3 +164,13 @@ def test_two_ranks_give_the_factors_and_the_model_of_one(test_run, tmp_path):
     # Adam turns round-off in near-zero gradients into steps of size lr: a few 1e-3 of the weights' scale.
     assert max_relative_difference(two_model, one_model) < 1e-2
     assert "rank 1/2" in (work / f"logs/vit_train/{art['vit_train'].fp}.log").read_text()
+
+    # A failure on two ranks is still one line on the console, the reason a rank gave.
+    (work / model).write_bytes((work / model).read_bytes()[:1000])
+    proc = run_module(work, "snakemake", factors[0], "--cores", "2", *CFG, "--forcerun", "vit_factors",
+                      "--set-resources", "vit_factors:gpu=2", check=False)
+    console = (proc.stdout + proc.stderr).splitlines()
+    reasons = [line for line in console if line.startswith("rule vit_factors")]
+    assert proc.returncode != 0 and len(reasons) == 1, console[-40:]
+    assert f"{model}: not a readable safetensors file" in reasons[0]
+    assert not any("ChildFailedError" in line or "elastic" in line for line in console), console[-40:]

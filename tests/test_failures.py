@@ -248,3 +248,8 @@ def test_lint_reports_only_the_justified_lint(tmp_path):
     lints = {line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip().startswith("* ")}
     assert lints == {"* Specify a conda environment or container for each rule.:"}, proc.stderr[-4000:]
     assert "Why no rules name a conda environment or container" in (REPO / "workflow/rules/common.smk").read_text()
+    for smk in (REPO / "workflow/rules").glob("*.smk"):  # and the lint is answered where it arises, at each rule
+        lines = smk.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.lstrip().startswith("rule "):
+                assert "lint 'conda environment or container'" in lines[i - 1], f"{smk.name}: {line.strip()}"

@@ -16,6 +16,8 @@ class WordTokenizer:
     work the window geometry out by hand."""
 
     def __call__(self, text, add_special_tokens=False):
+        if isinstance(text, list):  # a batch, as fast tokenizers take it
+            return {"input_ids": [self(t, add_special_tokens)["input_ids"] for t in text]}
         ids = [2 + WORDS.index(w) if w in WORDS else 0 for w in text.split()]
         return {"input_ids": ([1] if add_special_tokens else []) + ids}
 

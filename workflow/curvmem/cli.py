@@ -12,7 +12,9 @@ console, where Snakemake shows it above its own report, and the traceback stays 
 
 With `--ranks N` (N > 1; the rules pass their `gpu` resource) the job relaunches itself under
 torchrun with N ranks: every rank runs the stage in one process group (`curvmem.distributed`), and
-all append to the one log, each line marked with its rank.
+all append to the one log, each line marked with its rank. A failing rank writes its one line to
+the log (after CONSOLE_MARK); the launcher prints the first such line, so the console still gets
+one line however many ranks failed.
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ STAGES = {
     "figures": "curvmem.study:figures",
 }
 EXPECTED = (ConfigError, InputError, ArtifactError)  # problems whose message says all: no traceback
+CONSOLE_MARK = "console line: "  # a rank's one line for the console, written to the shared log
 
 
 def stage_function(rule: str):
@@ -104,10 +107,14 @@ def relaunch_under_torchrun(argv: list[str], args) -> typing.NoReturn:
         open(args.log, "w").close()
     launch = parse_args(["--standalone", f"--nproc-per-node={args.ranks}", "-m", "curvmem"])
     launch.training_script_args = argv  # set here: torchrun's own parser would take --log for its --log-dir
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the ranks' own line says why
     try:
         run(launch)
-    except Exception as err:  # a rank failed: its one line is on the console, its traceback in the log
-        sys.exit(f"rule {argv[0]}: a rank failed ({type(err).__name__}); see {args.log or 'above'}")
+    except Exception as err:  # a rank failed: the first reason a rank logged, else where to look
+        lines = open(args.log).read().splitlines() if args.log and os.path.exists(args.log) else []
+        reasons = [line.split(CONSOLE_MARK, 1)[1] for line in lines if CONSOLE_MARK in line]
+        sys.exit(reasons[0] if reasons else f"rule {argv[0]} failed on a rank ({type(err).__name__}); "
+                                            f"see {args.log or 'above'}")
     sys.exit(0)
 
 
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             distributed.shutdown()
     except EXPECTED as err:
         logging.error("%s", err)
-        print(f"rule {rule}: {err}", file=console, flush=True)
+        tell(console, f"rule {rule}: {err}", ranks)
         sys.exit(1)
     except SystemExit:
         raise
@@ -157,5 +164,14 @@ def main(argv: list[str] | None = None) -> None:
         traceback.print_exc()
         if not isinstance(err, KeyboardInterrupt):
             where = f" (traceback in {args.log})" if args.log else ""
-            print(f"rule {rule} failed: {type(err).__name__}: {err}{where}".splitlines()[0], file=console, flush=True)
+            tell(console, f"rule {rule} failed: {type(err).__name__}: {err}{where}".splitlines()[0], ranks)
         sys.exit(1)
+
+
+def tell(console, line: str, ranks: int) -> None:
+    """The job's one console line: printed by a single process, left in the log for the launcher
+    to print when the job runs as several ranks."""
+    if ranks > 1:
+        logging.error("%s%s", CONSOLE_MARK, line)
+    else:
+        print(line, file=console, flush=True)

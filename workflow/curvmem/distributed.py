@@ -65,17 +65,13 @@ def all_reduce_sum(tensors: list[torch.Tensor]) -> None:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
-def barrier() -> None:
-    if ranks().size > 1:
-        dist.barrier()
-
-
-def own_batches(n_items: int, batch_size: int, w: Ranks | None = None) -> list[tuple[int, np.ndarray]]:
+def own_batches(n_items: int, batch_size: int, place: Ranks | None = None) -> list[tuple[int, np.ndarray]]:
     """(global batch index, item indices) of this rank's global batches: the items 0..n_items-1 cut
     into batches of `batch_size` in order (the last may be short), every `size`-th from `rank` on."""
-    w = w or ranks()
+    place = place or ranks()
     starts = range(0, n_items, batch_size)
-    return [(i, np.arange(s, min(s + batch_size, n_items))) for i, s in enumerate(starts) if i % w.size == w.rank]
+    return [(i, np.arange(s, min(s + batch_size, n_items))) for i, s in enumerate(starts)
+            if i % place.size == place.rank]
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -84,9 +80,9 @@ def batch_seed(seed: int, batch_index: int) -> int:
     return int(np.random.SeedSequence([seed, batch_index]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def rank_slice(n_items: int, w: Ranks | None = None) -> slice:
+def rank_slice(n_items: int, place: Ranks | None = None) -> slice:
     """This rank's contiguous part of one global batch of `n_items` (sizes differ by at most one;
     a rank may get none when the batch is smaller than the number of ranks)."""
-    w = w or ranks()
-    bounds = np.linspace(0, n_items, w.size + 1).round().astype(int)
-    return slice(int(bounds[w.rank]), int(bounds[w.rank + 1]))
+    place = place or ranks()
+    bounds = np.linspace(0, n_items, place.size + 1).round().astype(int)
+    return slice(int(bounds[place.rank]), int(bounds[place.rank + 1]))

@@ -2,12 +2,11 @@
 # memorized windows. Each arm's rules exist only when its section is in the config.
 # Expensive artifacts read expensive inputs as ancient(): their paths carry a fingerprint of
 # everything upstream (curvmem.artifacts), so file times, e.g. the order of a `dvc pull`, say nothing.
-# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
-# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
 if VIT:
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_data:
         output:
             **ART["vit_data"].outputs,
@@ -20,6 +19,7 @@ if VIT:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_corrupt:
         input:
             train=ancient(ART["vit_data"].train),
@@ -37,6 +37,7 @@ if VIT:
 
 if LM:
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_data:
         output:
             **ART["lm_data"].outputs,
@@ -51,6 +52,7 @@ if LM:
 
     if "lm_mine" in ART:
 
+        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
         rule lm_mine:
             input:
                 model=ancient(lm_model()),
@@ -67,6 +69,7 @@ if LM:
             shell:
                 STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_sets:
         input:
             model=ancient(lm_model()),

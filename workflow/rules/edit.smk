@@ -2,8 +2,6 @@
 # loaded and each layer decomposed once); with edit.one_job_per_cutoff each cutoff is its own job,
 # to spread a paper-scale sweep over a cluster. Changing the cutoffs reruns the jobs that hold them,
 # then the tables and figures. BalancedSubnet trains one job per point of its grid.
-# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
-# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 wildcard_constraints:
     layer_set="[A-Za-z0-9_]+",
@@ -21,6 +19,7 @@ if VIT:
         corruption=ART["vit_corrupt"].corruption,
     )
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_baseline:
         input:
             **VIT_EVAL_INPUTS,
@@ -36,6 +35,7 @@ if VIT:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_edits:
         input:
             **VIT_EVAL_INPUTS,
@@ -52,6 +52,7 @@ if VIT:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_bsn:
         input:
             **VIT_EVAL_INPUTS,
@@ -67,6 +68,7 @@ if VIT:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_activation_ratio:
         input:
             model=ART["vit_train"].model,
@@ -85,6 +87,7 @@ if VIT:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_weight_decay:  # paper App. H: each member of the family, unedited and after the headline edit
         input:
             model=member_artifact("vit_train", "model"),
@@ -113,6 +116,7 @@ if LM:
         tasks=ART["lm_data"].tasks,
     )
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_baseline:
         input:
             **LM_EVAL_INPUTS,
@@ -128,6 +132,7 @@ if LM:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_edits:
         input:
             **LM_EVAL_INPUTS,
@@ -145,6 +150,7 @@ if LM:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_bsn:
         input:
             **LM_EVAL_INPUTS,
@@ -161,6 +167,7 @@ if LM:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_activation_ratio:
         input:
             model=lm_model(),

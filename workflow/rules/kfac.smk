@@ -1,10 +1,9 @@
 # K-FAC factors and the curvature basis (one eigendecomposition per factor, reused by every cutoff).
-# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
-# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
 if VIT:  # one job per model of the vision arm: the trained model and each member of the weight-decay family
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_factors:
         input:
             model=upstream_of("vit_factors", "vit_train", "model"),
@@ -24,6 +23,7 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
         shell:
             RANKED_STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_basis:
         input:
             factors=upstream_of("vit_basis", "vit_factors", "factors"),
@@ -42,6 +42,7 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
 
 if LM:
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_factors:
         input:
             model=ancient(lm_model()),
@@ -60,6 +61,7 @@ if LM:
         shell:
             RANKED_STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_basis:
         input:
             factors=ancient(ART["lm_factors"].factors),

@@ -4,12 +4,11 @@
 # (see study_stamp in common.smk).
 # `snakemake --report report.html` gathers the figures and the main tables with their captions
 # (workflow/report/); REPORT_ITEMS in common.smk says where each appears.
-# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
-# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
 if VIT:
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_tables:
         input:
             baseline=TEMPLATES["vit_baseline"]["metrics"],
@@ -31,6 +30,7 @@ if VIT:
 
 if LM:
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_tables:
         input:
             baseline=TEMPLATES["lm_baseline"]["metrics"],
@@ -49,6 +49,7 @@ if LM:
         shell:
             STAGE
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_headline:
         input:
             model=lm_model(),
@@ -72,6 +73,7 @@ if LM:
             STAGE
 
 
+# lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
 rule metrics:
     input:
         **({"vit_table2": TEMPLATES["vit_tables"]["table2"]} if VIT else {}),
@@ -88,6 +90,7 @@ rule metrics:
         STAGE
 
 
+# lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
 rule cost:
     input:
         records=cost_records(),
@@ -110,6 +113,7 @@ rule cost:
 STUDY = [*ART.expensive_paths(), *cheap_outputs()]  # every artifact and result of the configured arms
 
 
+# lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
 rule figures:
     input:
         study=STUDY,

@@ -1,10 +1,9 @@
 # Models: the ViT trained on noisy labels; the LM imported (pretrained source) and/or trained.
-# `snakemake --lint` asks each rule below for a conda environment or container: none, on purpose (every
-# job runs in the pinned pip environment of envs/setup.sh; the reason is beside STAGE in common.smk).
 
 
 if VIT:
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule vit_train:  # the trained model and each member of the weight-decay family, by fingerprint
         input:
             data=ancient(ART["vit_data"].train),
@@ -26,6 +25,7 @@ if VIT:
 
 if LM and "lm_import" in ART:
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_import:
         output:
             model=directory(ART["lm_import"].model),
@@ -41,6 +41,7 @@ if LM and "lm_import" in ART:
 
 if LM and "lm_train" in ART:
 
+    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_train:
         input:
             docs=ancient(ART["lm_data"].train_docs),

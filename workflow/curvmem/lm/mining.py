@@ -48,9 +48,8 @@ class MiningConfig:
 def sample_windows(tokenizer, texts: list[str], prefix: int, suffix: int, cfg: MiningConfig) -> pd.DataFrame:
     """(doc, start, prefix_ids, suffix_ids) of `n_windows` windows drawn uniformly, with replacement,
     over every start position of every document long enough to hold one."""
-    encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     width = prefix + suffix
-    ids = [encode(t) for t in texts]
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []  # one batched call
     starts_per_doc = np.array([max(0, len(x) - width + 1) for x in ids])  # valid start positions
     total = int(starts_per_doc.sum())
     columns = ["doc", "start", "prefix_ids", "suffix_ids"]
