@@ -51,17 +51,24 @@ def clone_and_pull(origin, dest):
     return dest
 
 
-def test_plain_dvc_pull_recomputes_nothing_pulled(published, test_run, tmp_path):
-    clone = clone_and_pull(published, tmp_path / "clone")
-    for path in layout(clone).expensive_paths():
-        assert (clone / path).exists(), path
+@pytest.fixture(scope="module")
+def pulled(published, tmp_path_factory):
+    """A clone after a plain `dvc pull`: what Snakemake planned then, and the clone after it ran."""
+    clone = clone_and_pull(published, tmp_path_factory.mktemp("pulled") / "clone")
+    present = [path for path in layout(clone).expensive_paths() if (clone / path).exists()]
     counts = job_counts(snakemake(clone, *CFG, "-n"))
+    snakemake(clone, *CFG)
+    return clone, present, counts
+
+
+def test_plain_dvc_pull_recomputes_nothing_pulled(pulled, test_run):
+    clone, present, counts = pulled
+    assert present == layout(clone).expensive_paths()
     assert not EXPENSIVE & set(counts), f"a plain dvc pull left expensive jobs to run: {counts}"
     assert counts == {"vit_baseline": 1, "vit_edits": 4, "vit_bsn": 1, "vit_activation_ratio": 1,
                       "vit_weight_decay": 2, "vit_tables": 1,
                       "lm_baseline": 1, "lm_edits": 4, "lm_bsn": 2, "lm_activation_ratio": 1, "lm_tables": 1,
                       "lm_headline": 1, "cost": 1, "metrics": 1, "figures": 1}, counts  # cheap results: not published
-    snakemake(clone, *CFG)
     for name in ("table2_vit.csv", "vit_sweep.csv", "table1_lm.csv", "lm_sweep.csv"):
         assert (clone / "results/tables" / name).read_bytes() == (test_run / "results/tables" / name).read_bytes()
     assert "Nothing to be done" in snakemake(clone, *CFG, "-n")
@@ -82,9 +89,8 @@ def test_file_times_do_not_matter(published, tmp_path):
     assert not EXPENSIVE & set(job_counts(snakemake(clone, *CFG, "-n")))
 
 
-def test_parameter_changes_after_a_pull_rerun_exactly_their_dependents(published, tmp_path):
-    clone = clone_and_pull(published, tmp_path / "clone")
-    snakemake(clone, *CFG)
+def test_parameter_changes_after_a_pull_rerun_exactly_their_dependents(pulled):
+    clone, _, _ = pulled  # dry runs only: the shared clone is not changed
     config = yaml.safe_load((clone / "config/test.yaml").read_text())
     config["vit"]["edit"]["rhos"] = [0.5, 0.8]  # one cutoff changed: 0.9 -> 0.8
     config["vit"]["headline"]["rho"] = 0.8  # also the edit of each member of the weight-decay family

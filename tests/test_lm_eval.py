@@ -1,4 +1,5 @@
 """LM evaluation and selection against hand-worked references and invariants."""
+import hashlib
 import math
 
 import pytest
@@ -169,9 +170,13 @@ def test_files_source(tmp_path):
     clean.write_text("\n\n".join(f"Paragraph {i} of clean text." for i in range(8)))
     assert read_records(str(quotes)) == [{"prefix": "To be or not", "suffix": " to be"}]
     world = dict(arithmetic_train=50, openbook_train=10, logic_train=20, n_eval=5)
-    frames = build(from_dict(DataStage, {"world": world, "files": {"memorized": str(mem), "quotes": str(quotes),
-                                                                     "clean": str(clean), "factor_share": 0.25},
-                                         "few_shot": 3}))
+    frames, manifest = build(from_dict(DataStage, {"world": world, "files": {"memorized": str(mem),
+                                                                               "quotes": str(quotes),
+                                                                               "clean": str(clean), "factor_share": 0.25},
+                                                   "few_shot": 3}))
+    assert manifest["clean"]["documents"] == 8 and manifest["memorized"]["documents"] == 10
+    assert manifest["quotes"]["local_files"] == [{"path": str(quotes),
+                                                  "sha256": hashlib.sha256(quotes.read_bytes()).hexdigest()}]
     cand = frames["candidates"]
     assert (cand.set.value_counts().to_dict() == {"memorized_train": 5, "memorized_val": 5, "quotes": 1})
     assert set(cand[cand.set == "memorized_train"].text).isdisjoint(cand[cand.set == "memorized_val"].text)

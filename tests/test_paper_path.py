@@ -40,6 +40,7 @@ def test_paper_config_runs_on_a_tiny_vit_b(tmp_path):
 def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
     """config/paper.yaml's LM arm: files source, pretrained local model (no training), the paper's
     layer patterns (layers 23-25), few-shot tasks; on a 26-layer Olmo2 of width 16."""
+    import hashlib
     import json
 
     import pandas as pd
@@ -59,7 +60,9 @@ def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
     (files / "memorized.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs[:20]))
     (files / "quotes.jsonl").write_text("".join(json.dumps({"prefix": p[:40], "suffix": p[40:80]}) + "\n"
                                                 for p in paragraphs[20:30]))
-    (files / "clean.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs[30:]))
+    # the paper streams clean and perplexity text from the hub; here local Parquet and plain text, same code path
+    pd.DataFrame({"content": paragraphs[30:500]}).to_parquet(files / "clean.parquet")
+    (files / "perplexity.txt").write_text("\n\n".join(paragraphs[500:]))
 
     config = yaml.safe_load((tmp_path / "config/paper.yaml").read_text())
     del config["vit"]  # the vision paper path has its own test
@@ -67,7 +70,8 @@ def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
     config["threads"] = {"train": 1, "factors": 1, "edit": 1}
     lm["world"].update(arithmetic_train=50, openbook_train=50, logic_train=50, n_eval=10)
     lm["files"].update(memorized=str(files / "memorized.jsonl"), quotes=str(files / "quotes.jsonl"),
-                       clean=str(files / "clean.jsonl"))
+                       clean={"data_files": str(files / "clean.parquet"), "column": "content", "max_documents": 400},
+                       perplexity=str(files / "perplexity.txt"))
     lm["model"].update(source=str(tmp_path / "tiny_olmo2"), dtype="float32")
     lm["factors"].update(n_sequences=4, seq_len=64, batch_size=2, device="cpu")
     lm["windows"].update(prefix=16, suffix=8)
@@ -86,6 +90,13 @@ def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
     art = layout(tmp_path, "config/tiny_paper_lm.yaml")
     assert load_metadata(tmp_path / art["lm_factors"].factors)["modules"] == [
         f"model.layers.{i}.mlp.{p}" for i in (23, 24, 25) for p in ("gate_proj", "up_proj", "down_proj")]
+    manifest = json.loads((tmp_path / art["lm_data"].manifest).read_text())["sources"]
+    assert manifest["clean"]["documents"] == 400 and manifest["perplexity"]["documents"] == 100
+    assert manifest["perplexity"]["local_files"][0]["sha256"] == hashlib.sha256(
+        (files / "perplexity.txt").read_bytes()).hexdigest()
+    clean = pd.read_parquet(tmp_path / art["lm_data"].clean)
+    assert clean.split.value_counts().to_dict() == {"factors": 400, "perplexity": 100}
+    assert clean[clean.split == "factors"].text.tolist() == paragraphs[30:430]
     tasks = pd.read_parquet(tmp_path / art["lm_data"].tasks)
     assert set(tasks.family) == {"arithmetic", "openbook", "logic"} and (tasks.prompt.str.count("\n") == 5).all()
     assert "lm_train" not in art and not list((tmp_path / "results/lm").glob("model-*"))  # used as is: no training

@@ -49,7 +49,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                    "kfac_plot": "results/plots/vit_kfac_sweep.csv", "svd_plot": "results/plots/vit_svd_sweep.csv",
                    "weight_decay": "results/tables/vit_weight_decay.csv", "rho_steps": "results/tables/vit_rho_steps.csv"},
     # language-model arm
-    "lm_data": {name: f"data/lm/{name}-{{fp}}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
+    "lm_data": {**{name: f"data/lm/{name}-{{fp}}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
+                "manifest": "data/lm/text_manifest-{fp}.json"},  # what text was read (lm/text.py)
     "lm_import": {"model": "results/lm/pretrained-{fp}"},
     "lm_train": {"model": "results/lm/model-{fp}", "metrics": "results/lm/train_metrics-{fp}.json"},
     "lm_mine": {"mined": "results/lm/mined-{fp}.parquet", "summary": "results/lm/mining-{fp}.json"},

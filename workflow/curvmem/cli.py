@@ -25,6 +25,7 @@ import inspect
 import json
 import logging
 import os
+import platform
 import sys
 import traceback
 import typing
@@ -140,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     who = f"rank {os.environ.get('RANK', '0')}/{ranks} " if ranks > 1 else ""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
                         format=f"%(asctime)s {who}%(name)s %(levelname)s: %(message)s")
+    if "SLURM_JOB_ID" in os.environ:  # where a cluster job ran, for `sacct`/`scontrol show job`
+        logging.info("rule %s: Slurm job %s on %s", rule, os.environ["SLURM_JOB_ID"], platform.node())
     try:
         params = build_params(fn, json.loads(args.params))
         if "torch" in sys.modules:  # the stage module needs torch: fixed threads and seeds

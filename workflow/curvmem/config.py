@@ -156,13 +156,16 @@ def validate(config: dict, memo: Memo | None = None) -> dict:
 def file_digests(config: dict, memo: Memo) -> dict:
     """sha256 of every local text file the LM arm reads (part of the lm_data fingerprint; the miner's
     source, key `mine`, of lm_mine's), cached by size and modification time."""
+    from .lm.text import local_text_files
+
     lm = config.get("lm") or {}
     files = {**(lm.get("files") or {}), "mine": (lm.get("mine") or {}).get("source")}
     digests = {}
-    for key in ("memorized", "quotes", "clean", "mine"):
-        path = files.get(key)
-        if path and not path.startswith(("http://", "https://")) and Path(path).is_file():
-            stat = Path(path).stat()
-            digests[key] = memo({"sha256": str(Path(path).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns},
-                                lambda p=path: hashlib.sha256(Path(p).read_bytes()).hexdigest())
+    for key in ("memorized", "quotes", "clean", "perplexity", "mine"):
+        paths = [p for p in local_text_files(files.get(key)) if Path(p).is_file()]
+        sums = [memo({"sha256": str(Path(p).resolve()), "size": Path(p).stat().st_size,
+                      "mtime": Path(p).stat().st_mtime_ns}, lambda p=p: hashlib.sha256(Path(p).read_bytes()).hexdigest())
+                for p in paths]
+        if sums:  # one file: its digest, as before; several: the list
+            digests[key] = sums[0] if len(sums) == 1 else sums
     return digests

@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..common import ConfigError, InputError
 from ..layers import check_patterns
+from .text import local_text_files
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 FORTUNES = "/usr/share/games/fortunes"
@@ -32,15 +33,17 @@ def check(lm: dict, scale: str, memo: Callable) -> None:
 
     mine = lm.get("mine")
     if files:
-        for key in ("memorized", "quotes", "clean"):
+        for key in ("memorized", "quotes", "clean", "perplexity"):
             if key == "memorized" and not files[key]:
                 if not mine:
                     raise ConfigError("config key lm.files.memorized: none given; set lm.mine to mine the memorized "
                                       "set from a text source")
                 continue
-            check_text_file(f"lm.files.{key}", files[key], memo)
+            for path in local_text_files(files.get(key)):
+                check_text_file(f"lm.files.{key}", path, memo)
     if mine and mine["source"] != "train_docs":
-        check_text_file("lm.mine.source", mine["source"], memo)
+        for path in local_text_files(mine["source"]):
+            check_text_file("lm.mine.source", path, memo)
     elif scale != "test" and not Path(FORTUNES).is_dir():
         raise ConfigError("config key lm.world: needs Debian's fortunes text (bash envs/setup.sh installs it)")
     windows = lm["windows"]
@@ -105,8 +108,16 @@ def check_text_file(key: str, path: str, memo: Callable) -> None:
 
 
 def _parse_problem(path: str) -> str | None:
-    from .data import parse_records
+    from .text import parse_records
 
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        try:
+            pq.read_schema(path)
+        except Exception as err:  # pyarrow's errors vary by what is wrong
+            return f"{path}: not a readable Parquet file ({type(err).__name__})"
+        return None
     try:
         parse_records(Path(path).read_text(), path)
     except InputError as err:

@@ -14,9 +14,7 @@ generates the task families that need no training (arithmetic, open-book QA, log
 """
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..common import InputError
-from . import SETS
+from . import SETS, text
 from .world import WorldConfig, build_world
 
 log = logging.getLogger(__name__)
@@ -32,12 +30,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FilesConfig:
-    """Paper scale: memorized windows, quotes and clean text from files (JSONL or plain text) or URLs."""
+    """Paper scale: memorized windows, quotes and clean text, each a text source (lm/text.py): a local
+    JSONL / Parquet / text file, a URL, or a hub dataset streamed through `datasets`."""
 
-    memorized: str | None = ""     # None: mined from a text source instead (lm.mine)
-    quotes: str = ""
-    clean: str = ""
-    factor_share: float = 0.9      # documents for the factors; the rest is held out for perplexity
+    memorized: str | dict | None = ""  # None: mined from a text source instead (lm.mine)
+    quotes: str | dict = ""
+    clean: str | dict = ""             # the factors' text (the training distribution)
+    perplexity: str | dict | None = None  # held-out text for perplexity; None: the rest of `clean`
+    factor_share: float = 0.9          # without `perplexity`: documents of `clean` for the factors
 
 
 @dataclass
@@ -47,33 +47,9 @@ class DataStage:
     few_shot: int = 0              # solved examples prepended to every task prompt
 
 
-def parse_records(raw: str, path: str) -> list[dict]:
-    """Records of a JSONL file ({"text"} or {"prefix", "suffix"} per line, optional "source") or of
-    plain text (one per blank-line-separated paragraph); a bad line is an InputError naming it."""
-    if not path.endswith((".jsonl", ".json")):
-        return [{"text": " ".join(p.split())} for p in raw.split("\n\n") if p.strip()]
-    records = []
-    for i, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}, line {i}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict) or ("text" not in record and not {"prefix", "suffix"} <= set(record)):
-            raise InputError(f"{path}, line {i}: needs a 'text' key, or 'prefix' and 'suffix'")
-        records.append(record)
-    if not records:
-        raise InputError(f"{path}: holds no records")
-    return records
-
-
-def read_records(path: str) -> list[dict]:
-    """The records of a local file or URL (paper scale only; default and test are offline)."""
-    if path.startswith(("http://", "https://")):
-        with urllib.request.urlopen(path) as response:
-            return parse_records(response.read().decode(), path)
-    return parse_records(Path(path).read_text(), path)
+def read_records(spec: str | dict, what: str = "text source") -> list[dict]:
+    """The records of a text source (lm/text.py); default and test configs read none."""
+    return text.read(spec, what)[0]
 
 
 def _candidates(set_name: str, records: list[dict], source: str) -> pd.DataFrame:
@@ -116,25 +92,36 @@ def task_frame(evals: dict, train_docs: list[tuple[str, str]], few_shot: int, se
     return pd.DataFrame(rows)
 
 
-def build(params: DataStage) -> dict[str, pd.DataFrame]:
+def build(params: DataStage) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The four frames of lm_data and the manifest of the text they were read from."""
     world_cfg, files = params.world, params.files
     rng = np.random.default_rng(world_cfg.seed)
     if files:
         # Paper scale: real memorized windows and text; the world generates only untrained task families.
         world = build_world(replace(world_cfg, n_memorized=0, n_quotes=0, n_entities=0, clean_chars=0,
                                     heldout_chars=0), paragraphs=[])
-        memorized = read_records(files.memorized) if files.memorized else []  # none: lm_mine mines them
+        sources = {key: spec for key in ("memorized", "quotes", "clean", "perplexity")
+                   if (spec := getattr(files, key))}  # memorized None: lm_mine mines them
+        read = {key: text.read(spec, f"lm.files.{key}") for key, spec in sources.items()}
+        manifest = {key: entry for key, (_, entry) in read.items()}
+        memorized = read["memorized"][0] if "memorized" in read else []
         order = rng.permutation(len(memorized))
         half = len(memorized) // 2
+        origin = {key: text.describe(spec) if text.as_source(spec).dataset else Path(text.describe(spec)).name
+                  for key, spec in sources.items()}
         candidates = pd.concat([
-            _candidates("memorized_train", [memorized[i] for i in order[:half]], Path(files.memorized or "").name),
-            _candidates("memorized_val", [memorized[i] for i in order[half:]], Path(files.memorized or "").name),
-            _candidates("quotes", read_records(files.quotes), Path(files.quotes).name),
+            _candidates("memorized_train", [memorized[i] for i in order[:half]], origin.get("memorized", "")),
+            _candidates("memorized_val", [memorized[i] for i in order[half:]], origin.get("memorized", "")),
+            _candidates("quotes", read["quotes"][0], origin["quotes"]),
         ], ignore_index=True)
-        clean_texts = [r.get("text", "") for r in read_records(files.clean)]
-        n_factors = int(len(clean_texts) * files.factor_share)
-        clean = pd.DataFrame({"split": ["factors"] * n_factors + ["perplexity"] * (len(clean_texts) - n_factors),
-                              "text": clean_texts})
+        clean_texts = [r.get("text", "") for r in read["clean"][0]]
+        if "perplexity" in read:
+            held_out = [r.get("text", "") for r in read["perplexity"][0]]
+        else:
+            n_factors = int(len(clean_texts) * files.factor_share)
+            clean_texts, held_out = clean_texts[:n_factors], clean_texts[n_factors:]
+        clean = pd.DataFrame({"split": ["factors"] * len(clean_texts) + ["perplexity"] * len(held_out),
+                              "text": clean_texts + held_out})
         evals = {k: v for k, v in world["evals"].items() if k != "facts"}  # facts need training on them
         train_docs = world["train"]
     else:
@@ -145,9 +132,11 @@ def build(params: DataStage) -> dict[str, pd.DataFrame]:
         clean = pd.DataFrame({"split": ["factors"] * len(clean_stream) + ["perplexity"] * len(world["heldout"]),
                               "text": clean_stream + world["heldout"]})
         evals, train_docs = world["evals"], world["train"]
-    return {
+        manifest = {"world": {"generated": "lm/world.py", "seed": world_cfg.seed}}
+    frames = {
         "train_docs": pd.DataFrame(train_docs, columns=["text", "family"]),
         "candidates": candidates,
         "clean": clean,
         "tasks": task_frame(evals, train_docs, params.few_shot, world_cfg.seed),
     }
+    return frames, manifest

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MiningConfig:
-    source: str = "train_docs"     # "train_docs": the LM's own training stream; else a JSONL / text file
+    source: str | dict = "train_docs"  # "train_docs": the LM's own training stream; else a text source (lm/text.py)
     n_windows: int = 20000         # windows sampled from the source (their prefix | suffix: lm.windows)
     dedupe_similarity: float = 0.9  # drop a window this similar (normalized Indel) to a kept one
     val_fraction: float = 0.5      # share of the mined windows in the validation split (by document)

@@ -24,9 +24,9 @@ from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import resolve_layer_set
 from ..sweep import (CutoffMemo, EditSpec, cutoff_steps, load_edit_rows, method_curve, save_edit_rows, subnet_result,
                      sweep_cutoffs)
-from . import SETS
+from . import SETS, text
 from .activations import band_profile, empty_table, lm_activation_ratio
-from .data import DataStage, build, read_records
+from .data import DataStage, build
 from .evaluate import EvalConfig, LMEvaluation, ndcg_at_10
 from .factors import LMFactorConfig, checkpoint_layers, factor_chunks
 from .generations import GenerationConfig, generate, generation_prompts, markdown_table
@@ -45,12 +45,14 @@ from .train import LMTrainConfig, train_lm, world_tokenizer
 log = logging.getLogger(__name__)
 
 
-def data(params: DataStage, *, train_docs: str, candidates: str, clean: str, tasks: str) -> None:
-    """Rule lm_data: the training stream, memorized-set candidates, clean text and task suite."""
-    frames = build(params)
+def data(params: DataStage, *, train_docs: str, candidates: str, clean: str, tasks: str, manifest: str) -> None:
+    """Rule lm_data: the training stream, memorized-set candidates, clean text and task suite, and the
+    manifest of the text they were read from."""
+    frames, sources = build(params)
     for (name, frame), path in zip(frames.items(), (train_docs, candidates, clean, tasks)):
         io.save_parquet(frame, path, metadata={"params": asdict(params)})
         log.info("%s: %d rows", name, len(frame))
+    io.save_json({"sources": sources}, manifest)
     log.info("families: %s", frames["train_docs"]["family"].value_counts().to_dict())
 
 
@@ -136,12 +138,13 @@ def mine_sets(params: MineStage, *, model: str, train_docs: str, mined: str, sum
     device = pick_device(cfg.device)
     lm, tokenizer = load_model_dir(model, device)
     if cfg.source == "train_docs":
-        texts, origin = io.load_parquet(train_docs, ["text"])["text"].tolist(), "train_docs"
+        texts, origin, manifest = io.load_parquet(train_docs, ["text"])["text"].tolist(), "train_docs", None
     else:
-        texts, origin = [r.get("text", "") for r in read_records(cfg.source)], Path(cfg.source).name
+        records, manifest = text.read(cfg.source, "lm.mine.source")
+        texts, origin = [r.get("text", "") for r in records], text.describe(cfg.source)
     frame, counts = mine(lm, tokenizer, texts, params.windows.prefix, params.windows.suffix, cfg, device, origin)
     io.save_parquet(frame, mined, metadata={"mine": asdict(cfg), "summary": counts})
-    io.save_json({"mine": asdict(cfg), **counts}, summary)
+    io.save_json({"mine": asdict(cfg), **counts, **({"source_manifest": manifest} if manifest else {})}, summary)
 
 
 @dataclass
