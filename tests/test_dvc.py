@@ -107,10 +107,11 @@ def test_parameter_changes_after_a_pull_rerun_exactly_their_dependents(pulled):
                       "figures": 1}, counts
 
 
-def test_dvc_repro_exp_metrics_and_plots(published, tmp_path):
+def test_dvc_repro_exp_metrics_and_plots(pulled):
     """DVC's verbs run the study through Snakemake. The clone's default config is the test config,
-    so `dvc repro` and `dvc exp run` run what a user's would, in seconds."""
-    clone = clone_and_pull(published, tmp_path / "clone")
+    so `dvc repro` and `dvc exp run` run what a user's would, in seconds. (Last in this file: it
+    commits to the shared clone.)"""
+    clone, _, _ = pulled
     shutil.copy(clone / "config/test.yaml", clone / "config/config.yaml")
     git(clone, "commit", "-qam", "the test config as the default")
     out = run_module(clone, "dvc", "repro").stdout

@@ -79,6 +79,15 @@ def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
     lm["bsn"].update(ratios=[0.0015], loss_weights=[0.7], epochs=[1], batch_size=4)  # the paper's best point
     lm["stress"].update(max_shift=4)  # 16-token prefixes
     lm["eval"].update(batch_size=8, device="cpu", n_blocks=6, block_len=32)
+    harness = files / "harness"  # the paper's harness tasks need the hub: a local one beside the world's own
+    harness.mkdir()
+    (harness / "choice.jsonl").write_text("".join(json.dumps({"question": p[:60], "choices": [p[60:70], p[70:80]],
+                                                              "label": 0}) + "\n" for p in paragraphs[:6]))
+    (harness / "choice.yaml").write_text(
+        f"task: tiny_choice\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {harness / 'choice.jsonl'}\n"
+        'test_split: test\noutput_type: multiple_choice\ndoc_to_text: "{{question}}"\n'
+        'doc_to_choice: "{{choices}}"\ndoc_to_target: "{{label}}"\nmetric_list:\n  - metric: acc\n')
+    lm["benchmarks"].update(tasks={"tiny_choice": "facts"}, include_path=str(harness), limit=5, device="cpu")
     (tmp_path / "config/tiny_paper_lm.yaml").write_text(yaml.safe_dump(config))
     snakemake(tmp_path, "--configfile", "config/tiny_paper_lm.yaml")
     table1 = pd.read_csv(tmp_path / "results/tables/table1_lm.csv")
@@ -101,3 +110,7 @@ def test_paper_lm_config_runs_on_a_tiny_olmo2(tmp_path):
     assert set(tasks.family) == {"arithmetic", "openbook", "logic"} and (tasks.prompt.str.count("\n") == 5).all()
     assert "lm_train" not in art and not list((tmp_path / "results/lm").glob("model-*"))  # used as is: no training
     assert (tmp_path / "results/figures/lm_table1.png").exists()
+    bench = pd.read_csv(tmp_path / "results/tables/lm_benchmarks.csv")
+    assert bench.task.tolist() == ["tiny_choice", "world_arithmetic"] and (bench.n == 5).all()
+    assert bench.family.tolist() == ["facts", "arithmetic"] and json.loads(bench.spec[0])["task"] == "tiny_choice"
+    assert (tmp_path / "results/figures/lm_benchmark_retention.png").exists()

@@ -71,6 +71,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                   "table7": "results/tables/table7_lm_coherence.csv", "differences": "results/tables/lm_differences.csv",
                   "bands": "results/tables/lm_band_retention.csv", "band_correlation": "results/tables/lm_band_correlation.csv",
                   "rho_steps": "results/tables/lm_rho_steps.csv"},
+    "lm_benchmarks": {"scores": "results/lm/benchmarks.json", "table": "results/tables/lm_benchmarks.csv",
+                      "harness_tasks": "results/lm/harness_tasks"},  # only with lm.benchmarks (lm/harness.py)
     "lm_headline": {"stress": "results/lm/stress.json", "table6": "results/tables/table6_lm_stress.csv",
                     "generations": "results/tables/table12_lm_generations.md"},
     # both arms
@@ -78,7 +80,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "cost": {"table": "results/tables/cost.csv"},
     "figures": {"figures": "results/figures"},
 }
-DIRECTORIES = {("lm_import", "model"), ("lm_train", "model"), ("figures", "figures")}
+DIRECTORIES = {("lm_import", "model"), ("lm_train", "model"), ("lm_benchmarks", "harness_tasks"), ("figures", "figures")}
 
 
 def fingerprint(rule: str, params: dict, inputs: list[str]) -> str:

@@ -59,6 +59,7 @@ STAGES = {
     "lm_activation_ratio": "curvmem.lm.stages:activation_ratio",
     "lm_tables": "curvmem.lm.stages:tables",
     "lm_headline": "curvmem.lm.stages:headline",
+    "lm_benchmarks": "curvmem.lm.stages:benchmarks",
     "metrics": "curvmem.study:metrics",
     "cost": "curvmem.study:cost",
     "figures": "curvmem.study:figures",

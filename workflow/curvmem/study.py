@@ -147,7 +147,8 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
             vit_train_metrics: str | None = None, vit_weight_decay: str | None = None, lm_table1: str | None = None,
             lm_sweep: str | None = None, lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
             lm_selection: str | None = None, lm_train_metrics: str | None = None, lm_table6: str | None = None,
-            lm_bands: str | None = None, lm_band_correlation: str | None = None, cost: str | None = None) -> None:
+            lm_bands: str | None = None, lm_band_correlation: str | None = None, cost: str | None = None,
+            lm_benchmarks: str | None = None) -> None:
     """Rule figures: every figure of the configured arms into one folder (each arm draws its own)."""
     import pandas as pd
 
@@ -175,6 +176,7 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
                         facts=pd.read_csv(lm_facts), activation=pd.read_csv(lm_activation),
                         selection=io.load_json(lm_selection), table6=pd.read_csv(lm_table6),
                         bands=pd.read_csv(lm_bands), band_correlation=pd.read_csv(lm_band_correlation),
-                        history=io.load_json(lm_train_metrics)["history"] if lm_train_metrics else None)
+                        history=io.load_json(lm_train_metrics)["history"] if lm_train_metrics else None,
+                        benchmarks=pd.read_csv(lm_benchmarks) if lm_benchmarks else None)
     if cost:
         cost_figure(pd.read_csv(cost), out)

@@ -201,6 +201,8 @@ def cheap_outputs() -> list[str]:
         out += weight_decay_results()
     if config.get("lm"):
         out += TEMPLATES["lm_headline"].values()
+        if config["lm"].get("benchmarks"):
+            out += TEMPLATES["lm_benchmarks"].values()
     return out + list(TEMPLATES["metrics"].values()) + list(TEMPLATES["cost"].values()) + cost_records()
 
 
@@ -225,6 +227,8 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
     "lm_band_vs_retention": ("LM arm", "Fig. 4: band profile vs retention"),
     "lm_band_retention": ("LM arm", "Fig. 4: band profile vs retention"),
     "lm_band_correlation": ("LM arm", "Fig. 4: band profile vs retention"),
+    "lm_benchmarks": ("LM arm", "Fig. 3: task retention"),
+    "lm_benchmark_retention": ("LM arm", "Fig. 3: task retention"),
     "lm_stress_test": ("LM arm", "Table 6: stress test"),
     "table6_lm_stress": ("LM arm", "Table 6: stress test"),
     "table7_lm_coherence": ("LM arm", "Table 7: coherence"),

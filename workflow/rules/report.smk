@@ -73,6 +73,32 @@ if LM:
             STAGE
 
 
+    if LM.get("benchmarks"):
+
+        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        rule lm_benchmarks:  # lm-evaluation-harness on the unedited model and each headline edit, in memory
+            input:
+                model=lm_model(),
+                tasks=ART["lm_data"].tasks,
+                basis=ART["lm_basis"].basis,
+                selection=TEMPLATES["lm_tables"]["selection"],
+                masks=bsn_results("lm", "masks"),
+            output:
+                **{**reported("lm_benchmarks", "table"),
+                   "harness_tasks": directory(TEMPLATES["lm_benchmarks"]["harness_tasks"])},
+            params:
+                **stage("lm_benchmarks", {"benchmarks": LM["benchmarks"], "eval": LM["eval"],
+                                          "layer_sets": LM["edit"]["layer_sets"],
+                                          "factor_modules": LM["factors"]["modules"]}),
+            threads: config["threads"].get("headline", config["threads"]["edit"])
+            log:
+                "logs/lm_benchmarks.log",
+            benchmark:
+                "logs/benchmarks/lm_benchmarks.tsv"
+            shell:
+                STAGE
+
+
 # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
 rule metrics:
     input:
@@ -130,6 +156,7 @@ rule figures:
            if LM else {}),
         cost=TEMPLATES["cost"]["table"],
         **({"lm_train_metrics": ART["lm_train"].metrics} if LM and "lm_train" in ART else {}),
+        **({"lm_benchmarks": TEMPLATES["lm_benchmarks"]["table"]} if LM and LM.get("benchmarks") else {}),
     output:
         figures=report(directory(TEMPLATES["figures"]["figures"]), patterns=["{name}.png"],
                        caption="../report/figures.rst", category=lambda w: report_place(w.name)[0],

@@ -112,6 +112,25 @@ def lm_tasks(tasks: pd.DataFrame, out: Path) -> None:
     save(fig, out, "lm_task_retention.png")
 
 
+def lm_benchmark_retention(table: pd.DataFrame, out: Path) -> None:
+    """Fig. 3 on the harness tasks: retention per task, grouped by family, the paper's family ranges."""
+    rows = [{"task": f"{r.task}\n({r.family})", "method": MODEL_LABELS[m], "retained %": r[f"{m}_retention_pct"]}
+            for _, r in table.iterrows() for m in METHODS]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(table) + 2), 4.2))
+    sns.barplot(pd.DataFrame(rows), x="task", y="retained %", hue="method", ax=ax, palette=METHOD_PALETTE)
+    for i, (_, r) in enumerate(table.iterrows()):
+        if pd.notna(r.paper_kfac_retention_low):
+            ax.fill_between([i - 0.4, i + 0.4], r.paper_kfac_retention_low, r.paper_kfac_retention_high,
+                            color="black", alpha=0.1, lw=0)
+        if not r.baseline > 0:
+            ax.text(i, 5, "unedited scores 0:\nno retention", ha="center", fontsize=8, color="grey")
+    ax.axhline(100, color="grey", ls="--", lw=1)
+    ax.tick_params(axis="x", labelrotation=30 if len(table) > 6 else 0)
+    ax.set(xlabel="", title="Retained score per harness task (edited / unedited); band: paper's K-FAC range "
+                            "for the family")
+    save(fig, out, "lm_benchmark_retention.png")
+
+
 def lm_tasks_vs_recitation(sweep: pd.DataFrame, tasks: pd.DataFrame, out: Path) -> None:
     """Beyond the paper's single operating point: every sweep edit's retained task accuracy against the
     recitation it leaves, so K-FAC and SVD compare at equal recitation, family by family."""
@@ -239,8 +258,9 @@ def lm_training(history: list[dict], out: Path) -> None:
 
 def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.DataFrame, facts: pd.DataFrame,
          activation: pd.DataFrame, selection: dict, table6: pd.DataFrame, bands: pd.DataFrame,
-         band_correlation: pd.DataFrame, history: list[dict] | None) -> None:
-    """Every figure of the LM arm into `out` (the training loss only for a model trained here)."""
+         band_correlation: pd.DataFrame, history: list[dict] | None, benchmarks: pd.DataFrame | None = None) -> None:
+    """Every figure of the LM arm into `out` (the training loss only for a model trained here, the
+    benchmark retention only with lm.benchmarks)."""
     lm_table1(table1, out)
     lm_stress(table6, out)
     lm_sweep(sweep, selection, out)
@@ -253,3 +273,5 @@ def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.Data
                      "LM activation ratio per band (paper Fig. 2): memorized suffix positions vs clean text")
     if history is not None:
         lm_training(history, out)
+    if benchmarks is not None:
+        lm_benchmark_retention(benchmarks, out)

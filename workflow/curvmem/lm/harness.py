@@ -17,6 +17,7 @@ some greedy answers of this model, so generation tasks default to one prompt at 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ def process_results(doc, results):
 class HarnessConfig:
     tasks: dict[str, str] = field(default_factory=dict)  # harness task name -> family (logic, openbook, facts, arithmetic)
     include_path: str | None = None   # directory of custom YAML tasks (added to the harness's own)
+    world_families: list[str] = field(default_factory=list)  # the pipeline's own families as tasks world_<family>
     num_fewshot: int | None = None    # None: each task's own default
     limit: int | None = None          # items per task (None: all)
     batch_size: int = 1               # generation is exact only one prompt at a time (module docstring)
@@ -68,18 +70,27 @@ def write_world_tasks(tasks, out_dir: str | Path, answer_tokens: int, prefix: st
     return names
 
 
-def evaluate(model, tokenizer, cfg: HarnessConfig, device) -> dict:
+@functools.lru_cache(maxsize=4)
+def task_manager(include: tuple[str, ...]):
+    """The harness's task index with the custom directories (built once: indexing takes seconds)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(include) or None)
+
+
+def evaluate(model, tokenizer, cfg: HarnessConfig, device, include: list[str] | None = None) -> dict:
     """Every configured task on `model` as it is now: {task: {"metric", "value", "stderr", "n",
-    "spec"}}; `spec` is the task's resolved harness config (the exact prompt, split, metric)."""
+    "spec"}}; `spec` is the task's resolved harness config (the exact prompt, split, metric).
+    `include`: directories of custom tasks (default: cfg.include_path)."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     from .tokens import doc_start_ids
 
     wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size, device=str(device),
                    add_bos_token=bool(doc_start_ids(tokenizer)))  # prompts start as training documents did
-    manager = TaskManager(include_path=str(Path(cfg.include_path).resolve()) if cfg.include_path else None)
+    include = include if include is not None else [cfg.include_path] if cfg.include_path else []
+    manager = task_manager(tuple(str(Path(p).resolve()) for p in include))
     out = simple_evaluate(model=wrapped, tasks=list(cfg.tasks), task_manager=manager, num_fewshot=cfg.num_fewshot,
                           limit=cfg.limit, log_samples=False, bootstrap_iters=1000, random_seed=0,
                           numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)

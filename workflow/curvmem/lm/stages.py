@@ -24,20 +24,21 @@ from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import resolve_layer_set
 from ..sweep import (CutoffMemo, EditSpec, cutoff_steps, load_edit_rows, method_curve, save_edit_rows, subnet_result,
                      sweep_cutoffs)
-from . import SETS, text
+from . import SETS, harness, text
 from .activations import band_profile, empty_table, lm_activation_ratio
 from .data import DataStage, build
 from .evaluate import EvalConfig, LMEvaluation, ndcg_at_10
 from .factors import LMFactorConfig, checkpoint_layers, factor_chunks
 from .generations import GenerationConfig, generate, generation_prompts, markdown_table
+from .harness import HarnessConfig
 from .mining import MiningConfig, mine
 from .model import LMConfig, build_lm, import_pretrained, load_model_dir, resolve_source, save_model_dir
 from .positions import lm_forward, sequence_losses
 from .sets import WindowConfig, summarize, verify
 from .stress import StressConfig, stress_test
 from .tables import (METHODS, PLOT_COLUMNS, SelectionConfig, band_correlation as correlate_bands, band_retention,
-                     counted_metrics,
-                     fact_table, headline_differences, select, stress_table, sweep_table, table1 as make_table1,
+                     benchmark_table, counted_metrics, fact_table, headline_differences, select, stress_table,
+                     sweep_table, table1 as make_table1,
                      table7 as make_table7, task_table)
 from .tokens import doc_start_ids, pack
 from .train import LMTrainConfig, train_lm, world_tokenizer
@@ -425,6 +426,47 @@ def headline(params: HeadlineStage, *, model: str, sets: str, tasks: str, basis:
                           "Greedy continuations of the headline models (paper Table 12)")
     with io.atomic_path(generations) as tmp:
         Path(tmp).write_text(text)
+
+
+@dataclass
+class BenchmarkStage:
+    benchmarks: HarnessConfig = field(default_factory=HarnessConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    layer_sets: dict = field(default_factory=dict)        # lm.edit.layer_sets (the headline edits' layers)
+    factor_modules: list = field(default_factory=list)    # lm.factors.modules
+
+
+def benchmarks(params: BenchmarkStage, *, model: str, tasks: str, basis: str, selection: str, masks: list[str],
+               scores: str, table: str, harness_tasks: str) -> None:
+    """Rule lm_benchmarks: lm-evaluation-harness tasks (paper Tables 8-10, Fig. 3) on the unedited
+    model and each method's headline edit, edited in memory; `lm.benchmarks.world_families` adds the
+    pipeline's own families as harness tasks (the arithmetic family is the paper's SimpleMath)."""
+    cfg = params.benchmarks
+    device = pick_device(cfg.device)
+    lm, tokenizer = load_model_dir(model, device)
+    families = dict(cfg.tasks)
+    with io.atomic_dir(harness_tasks) as tmp:  # empty without world_families
+        if cfg.world_families:
+            suite = io.load_parquet(tasks, ["family", "prompt", "answer"])
+            suite = suite[suite["family"].isin(cfg.world_families)]
+            answer_tokens = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in suite["answer"]) + 2
+            families.update(harness.write_world_tasks(suite, tmp, answer_tokens))
+            for spec in Path(tmp).glob("*.yaml"):  # the data files' final directory, not the temporary one
+                spec.write_text(spec.read_text().replace(str(Path(tmp).resolve()), str(Path(harness_tasks).resolve())))
+    include = [p for p in (cfg.include_path, harness_tasks) if p]
+    run_cfg = replace(cfg, tasks=families, include_path=None)
+    selected = io.load_json(selection)
+    choices = {"baseline": None, **{m: selected[m] for m in METHODS}}
+    results = {}
+    for name, choice in choices.items():
+        mask = (TEMPLATES["lm_bsn"]["masks"].format(layer_set=choice["layer_set"], setting=choice["setting"])
+                if name == "bsn" else None)
+        assert mask is None or mask in masks, f"no BSN masks among the inputs for the headline {choice}"
+        with headline_model(lm, choice, params, basis, mask) as edited:
+            results[name] = harness.evaluate(edited, tokenizer, run_cfg, device, include)
+        log.info("%s: %s", name, {t: round(r["value"], 4) for t, r in results[name].items()})
+    io.save_json({"choices": choices, "results": results}, scores)
+    io.save_csv(benchmark_table(results, choices, families), table)
 
 
 def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table1: str,

@@ -245,3 +245,27 @@ def band_correlation(points: pd.DataFrame) -> pd.DataFrame:
                          "spearman_rho": float(rho.statistic) if defined else math.nan,
                          "spearman_p": float(rho.pvalue) if defined else math.nan})
     return pd.DataFrame(rows)
+
+
+FAMILY_ORDER = ("logic", "openbook", "facts", "arithmetic")  # Fig. 3's order: least to most damaged in the paper
+
+
+def benchmark_table(scores: dict[str, dict], choices: dict[str, dict | None], families: dict[str, str]) -> pd.DataFrame:
+    """One row per harness task: the unedited model's score, each headline edit's, retention
+    (edited / unedited, %), the paper's K-FAC range for the task's family, and the task's exact
+    harness spec. `scores[model][task]` as lm/harness.evaluate returns it."""
+    rows = []
+    for task in sorted(families, key=lambda t: (FAMILY_ORDER.index(families[t]) if families[t] in FAMILY_ORDER
+                                                else len(FAMILY_ORDER), t)):
+        base = scores["baseline"][task]
+        row = {"task": task, "family": families[task], "metric": base["metric"], "n": base["n"],
+               "baseline": base["value"], "baseline_stderr": base["stderr"]}
+        for m in METHODS:
+            value = scores[m][task]["value"]
+            row.update({m: value, f"{m}_stderr": scores[m][task]["stderr"],
+                        f"{m}_retention_pct": 100 * value / base["value"] if base["value"] > 0 else float("nan"),
+                        f"{m}_setting": (choices.get(m) or {}).get("setting", "")})
+        lo, hi = RETENTION_LM.get(families[task], (float("nan"), float("nan")))
+        row.update(paper_kfac_retention_low=lo, paper_kfac_retention_high=hi, spec=base["spec"])
+        rows.append(row)
+    return pd.DataFrame(rows)
