@@ -17,10 +17,11 @@ from conftest import REPO, copy_project, layout, run_module
 pytestmark = pytest.mark.pipeline
 
 SCRIPT = REPO / "envs/slurm.sh"
-# data, training, factors and basis, and one edit with its evaluation of each arm
+# data, training, factors and basis, and one edit with its evaluation of each arm (the LM edit's nDCG
+# reads the unedited model's top-10 predictions, so lm_baseline runs too)
 TARGETS = ("results/vit/edits/block0/kfac/all.json", "results/lm/edits/layer0/kfac/all.json")
 RULES = {"vit_data", "vit_corrupt", "vit_train", "vit_factors", "vit_basis", "vit_edits",
-         "lm_data", "lm_train", "lm_sets", "lm_factors", "lm_basis", "lm_edits"}
+         "lm_data", "lm_train", "lm_sets", "lm_factors", "lm_basis", "lm_baseline", "lm_edits"}
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 DAEMONS = ("slurmctld", "slurmd", "slurmstepd")
 

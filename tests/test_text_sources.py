@@ -57,4 +57,5 @@ def test_local_text_files_are_what_the_fingerprint_digests():
     assert text.local_text_files("data/a.jsonl") == ["data/a.jsonl"]
     assert text.local_text_files({"data_files": ["x.parquet", "https://h/y.parquet"]}) == ["x.parquet"]
     assert text.local_text_files({"dataset": "NeelNanda/pile-10k"}) == []
+    assert text.local_text_files({"dataset": "parquet", "data_files": "x.parquet"}) == ["x.parquet"]  # a builder
     assert text.local_text_files(None) == []

@@ -25,6 +25,7 @@ from ..common import InputError, from_dict
 log = logging.getLogger(__name__)
 
 BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}  # anything else: "text"
+PACKAGED = {"json", "parquet", "text", "csv"}  # `datasets` builders of local files: no hub behind them
 
 
 @dataclass
@@ -47,10 +48,10 @@ def as_source(spec: str | dict) -> TextSource:
 
 def local_text_files(spec: str | dict | None) -> list[str]:
     """The local files a text source reads (none for a hub dataset or URL: checked when streamed)."""
-    if not spec or (isinstance(spec, dict) and spec.get("dataset")):
+    if not spec or (isinstance(spec, dict) and spec.get("dataset") not in (None, "", *PACKAGED)):
         return []
     files = spec if isinstance(spec, str) else spec.get("data_files")
-    return [f for f in ([files] if isinstance(files, str) else files) if not f.startswith(("http://", "https://"))]
+    return [f for f in ([files] if isinstance(files, str) else files or []) if not f.startswith(("http://", "https://"))]
 
 
 def describe(spec: str | dict) -> str:
@@ -118,7 +119,7 @@ def _records(source: TextSource):
 
 def _revision(source: TextSource) -> str | None:
     """The hub commit a source reads: its pinned revision, else the newest one (None offline)."""
-    if not source.dataset or source.dataset in ("json", "parquet", "text", "csv"):
+    if not source.dataset or source.dataset in PACKAGED:
         return source.revision
     try:
         from huggingface_hub import HfApi
@@ -130,23 +131,19 @@ def _revision(source: TextSource) -> str | None:
 
 
 def _local_files(source: TextSource) -> list[dict]:
-    if source.dataset:
-        return []
-    files = [source.data_files] if isinstance(source.data_files, str) else list(source.data_files or [])
     return [{"path": f, "sha256": hashlib.sha256(Path(f).read_bytes()).hexdigest()}
-            for f in files if not f.startswith(("http://", "https://")) and Path(f).is_file()]
+            for f in local_text_files(asdict(source)) if Path(f).is_file()]
 
 
 def read(spec: str | dict, what: str) -> tuple[list[dict], dict]:
     """All records of a source and its manifest entry; `what` names it in messages (a config key)."""
     source = as_source(spec)
-    if not source.dataset:  # local JSON lines: a bad line is named before streaming (as the pre-job check does)
-        for f in [source.data_files] if isinstance(source.data_files, str) else source.data_files or []:
-            if f.endswith((".jsonl", ".json")) and Path(f).is_file():
-                try:
-                    parse_records(Path(f).read_text(), f)
-                except InputError as err:
-                    raise InputError(f"{what}: {err}") from None
+    for f in local_text_files(asdict(source)):  # local JSON lines: a bad line is named before streaming
+        if f.endswith((".jsonl", ".json")) and Path(f).is_file():  # (as the pre-job check does)
+            try:
+                parse_records(Path(f).read_text(), f)
+            except InputError as err:
+                raise InputError(f"{what}: {err}") from None
     try:
         records = list(_records(source))
     except InputError:
