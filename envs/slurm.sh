@@ -2,7 +2,7 @@
 # A real single-node Slurm on this machine, for testing profiles/slurm (tests/test_slurm.py):
 # munge, slurmctld and slurmd of Debian's packages, one node with this machine's CPUs, a fake GPU
 # (two gres on /dev/null and /dev/zero: scheduled, not usable) and partitions `debug` (default) and `gpu`.
-# Its files live in one directory ($CURVMEM_SLURM_DIR, default /tmp/curvmem-slurm) and /etc/slurm is
+# Its files live in one directory ($CURVMEM_SLURM_DIR, default .slurm/ in the repository) and /etc/slurm is
 # left alone: slurmd runs configless and caches the config in /run/slurm/conf, where every client
 # (sbatch, squeue, and the srun the executor plugin runs inside each job) finds it.
 #   bash envs/slurm.sh install   Debian packages (root or sudo; ~10 s)
@@ -10,7 +10,7 @@
 #   bash envs/slurm.sh stop      daemons down (munged too if start started it); nothing left running
 # Needs root (SlurmUser=root). Not for a machine that already runs Slurm: it uses the default ports.
 set -euo pipefail
-DIR=${CURVMEM_SLURM_DIR:-/tmp/curvmem-slurm}
+DIR=${CURVMEM_SLURM_DIR:-$(cd "$(dirname "$0")/.." && pwd)/.slurm}
 CONF=$DIR/slurm.conf
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
