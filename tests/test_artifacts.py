@@ -22,15 +22,16 @@ def changed_rules(before: Layout, after: Layout) -> set[str]:
 
 
 @pytest.mark.parametrize("change,expected", [
-    (lambda c: c["vit"]["train"].update(epochs=9), {"vit_train", "vit_factors", "vit_basis"}),
-    (lambda c: c["vit"]["data"].update(noise_rate=0.2), {"vit_corrupt", "vit_train", "vit_factors", "vit_basis"}),
+    (lambda c: c["vit"]["train"].update(epochs=9), {"vit_train", "vit_factors", "vit_basis", "vit_ekfac"}),
+    (lambda c: c["vit"]["data"].update(noise_rate=0.2), {"vit_corrupt", "vit_train", "vit_factors", "vit_basis", "vit_ekfac"}),
     (lambda c: c["vit"]["data"].update(n_val=100), {"vit_data", "vit_corrupt", "vit_train", "vit_factors",
-                                                    "vit_basis"}),
-    (lambda c: c["vit"]["factors"].update(n_images=100), {"vit_factors", "vit_basis"}),
+                                                    "vit_basis", "vit_ekfac"}),
+    (lambda c: c["vit"]["factors"].update(n_images=100), {"vit_factors", "vit_basis", "vit_ekfac"}),
     (lambda c: c["vit"]["edit"].update(rhos=[0.3]), set()),  # cheap results only
-    (lambda c: c["lm"]["train"].update(steps=10), {"lm_train", "lm_sets", "lm_factors", "lm_basis"}),
+    (lambda c: c["vit"]["edit"]["frontier"]["cutoffs"].update(magnitude=[0.3]), set()),
+    (lambda c: c["lm"]["train"].update(steps=10), {"lm_train", "lm_sets", "lm_factors", "lm_basis", "lm_ekfac"}),
     (lambda c: c["lm"]["windows"].update(suffix=6), {"lm_sets"}),
-    (lambda c: c["lm"]["world"].update(n_eval=5), {"lm_data", "lm_train", "lm_sets", "lm_factors", "lm_basis"}),
+    (lambda c: c["lm"]["world"].update(n_eval=5), {"lm_data", "lm_train", "lm_sets", "lm_factors", "lm_basis", "lm_ekfac"}),
     (lambda c: c["lm"]["selection"].update(max_perplexity_increase=0.1), set()),
 ])
 def test_a_parameter_moves_exactly_the_artifacts_downstream_of_it(change, expected):

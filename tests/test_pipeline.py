@@ -32,12 +32,17 @@ def test_full_dag_builds_every_output(workdir):
     for col in ("memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"):
         assert table2[col].between(0, 100).all()
     sweep = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
-    assert len(sweep) == 1 + 2 * (2 + 1) + 1  # baseline + 2 layer sets x (2 rhos + 1 svd) + 1 BSN point
+    # baseline + 2 layer sets x (2 rhos + 1 svd) + 1 BSN point + the frontier's 6 cutoffs on first_last
+    assert len(sweep) == 1 + 2 * (2 + 1) + 1 + 6
+    frontier = pd.read_csv(workdir / "results/tables/vit_frontier.csv", keep_default_na=False, na_values=[""])
+    assert set(frontier.method) == {"none", "kfac", "kfac_scaled", "ekfac", "svd", "bsn", "activation", "magnitude",
+                                   "random"}
+    assert set(frontier.layer_set.dropna()) == {"first_last"} and frontier.on_front.any()
     figures = sorted(p.name for p in (workdir / "results/figures").glob("*.png"))
     assert figures == ["cost.png", "lm_activation_ratio.png", "lm_band_vs_retention.png", "lm_facts_vs_frequency.png",
-                       "lm_recitation_vs_perplexity.png", "lm_rho_profile.png", "lm_stress_test.png", "lm_table1.png",
+                       "lm_frontier.png", "lm_recitation_vs_perplexity.png", "lm_rho_profile.png", "lm_stress_test.png", "lm_table1.png",
                        "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png",
-                       "vit_activation_ratio.png", "vit_rho_profile.png", "vit_rho_sweep.png", "vit_spectra.png",
+                       "vit_activation_ratio.png", "vit_frontier.png", "vit_rho_profile.png", "vit_rho_sweep.png", "vit_spectra.png",
                        "vit_table2.png", "vit_training.png", "vit_weight_decay.png"]
     art = layout(workdir)
     assert all((workdir / "logs" / f"{rule}.log").exists() for rule in ("lm_train", "lm_factors", "figures"))

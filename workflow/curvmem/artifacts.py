@@ -36,6 +36,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "vit_train": {"model": "results/vit/model-{fp}.safetensors", "metrics": "results/vit/train_metrics-{fp}.json"},
     "vit_factors": {"factors": "results/vit/factors-{fp}.safetensors"},
     "vit_basis": {"basis": "results/vit/basis-{fp}.safetensors", "spectra": "results/vit/spectra-{fp}.parquet"},
+    "vit_ekfac": {"corrections": "results/vit/ekfac-{fp}.safetensors"},  # only with frontier method ekfac
     "vit_baseline": {"metrics": "results/vit/edits/baseline.json"},
     "vit_edits": {"metrics": "results/vit/edits/{layer_set}/{method}/{chunk}.json",
                   "cost": "results/cost/vit_edits/{layer_set}/{method}/{chunk}.json"},
@@ -47,7 +48,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                    "sweep": "results/tables/vit_sweep.csv",
                    "activation": "results/tables/vit_activation_ratio.csv",
                    "kfac_plot": "results/plots/vit_kfac_sweep.csv", "svd_plot": "results/plots/vit_svd_sweep.csv",
-                   "weight_decay": "results/tables/vit_weight_decay.csv", "rho_steps": "results/tables/vit_rho_steps.csv"},
+                   "weight_decay": "results/tables/vit_weight_decay.csv", "rho_steps": "results/tables/vit_rho_steps.csv",
+                   "frontier": "results/tables/vit_frontier.csv", "budgets": "results/tables/vit_frontier_budgets.csv"},
     # language-model arm
     "lm_data": {**{name: f"data/lm/{name}-{{fp}}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
                 "manifest": "data/lm/text_manifest-{fp}.json"},  # what text was read (lm/text.py)
@@ -57,6 +59,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "lm_sets": {"sets": "results/lm/sets-{fp}.parquet", "summary": "results/lm/sets_summary-{fp}.json"},
     "lm_factors": {"factors": "results/lm/factors-{fp}.safetensors"},
     "lm_basis": {"basis": "results/lm/basis-{fp}.safetensors", "spectra": "results/lm/spectra-{fp}.parquet"},
+    "lm_ekfac": {"corrections": "results/lm/ekfac-{fp}.safetensors"},  # only with frontier method ekfac
     "lm_baseline": {"metrics": "results/lm/edits/baseline.json", "reference": "results/lm/reference_top10.safetensors"},
     "lm_edits": {"metrics": "results/lm/edits/{layer_set}/{method}/{chunk}.json",
                  "cost": "results/cost/lm_edits/{layer_set}/{method}/{chunk}.json"},
@@ -70,7 +73,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                   "kfac_plot": "results/plots/lm_kfac_sweep.csv", "svd_plot": "results/plots/lm_svd_sweep.csv",
                   "table7": "results/tables/table7_lm_coherence.csv", "differences": "results/tables/lm_differences.csv",
                   "bands": "results/tables/lm_band_retention.csv", "band_correlation": "results/tables/lm_band_correlation.csv",
-                  "rho_steps": "results/tables/lm_rho_steps.csv"},
+                  "rho_steps": "results/tables/lm_rho_steps.csv", "frontier": "results/tables/lm_frontier.csv",
+                  "budgets": "results/tables/lm_frontier_budgets.csv"},
     "lm_benchmarks": {"scores": "results/lm/benchmarks.json", "table": "results/tables/lm_benchmarks.csv",
                       "harness_tasks": "results/lm/harness_tasks"},  # only with lm.benchmarks (lm/harness.py)
     "lm_headline": {"stress": "results/lm/stress.json", "table6": "results/tables/table6_lm_stress.csv",
@@ -93,6 +97,20 @@ def cutoff_token(cutoff: float) -> str:
     """A cutoff as it appears in file names: the shortest text that reads back as the same float
     (0.9999999 -> '0.9999999', 1 -> '1.0'), so distinct cutoffs never share a file."""
     return repr(float(cutoff))
+
+
+# Edit method (a path's {method}) -> what its cutoff is (curvmem.edit edits by them). The first two are the
+# paper's; the others rank the same coefficients another way, for the frontier of bases (docs/method.md, section 9).
+METHODS = {
+    "kfac": "rho: fraction of the K-FAC curvature mass kept (the paper's edit)",
+    "svd": "fraction of singular values dropped (the paper's baseline)",
+    "kfac_scaled": "rho of the keep rule; the pairs below it scaled by alpha instead of zeroed",
+    "ekfac": "rho of the EK-FAC mass kept: pairs ranked by the gradients' second moment in the K-FAC eigenbasis",
+    "activation": "rho of A's eigenvalue mass kept: the keep rule with G replaced by the identity",
+    "magnitude": "fraction of W's entries kept, largest |W_ij| first (identity basis)",
+    "random": "fraction of coefficients kept, largest first, in a random orthogonal basis (a control)",
+}
+BASIS_METHODS = ("kfac", "kfac_scaled", "ekfac", "activation")  # the methods that read the curvature basis
 
 
 # The BalancedSubnet grid's axes besides the layer set: setting key -> the config list it takes values from.
@@ -173,7 +191,13 @@ def vit_stages(vit: dict) -> list[Stage]:
         Stage("vit_factors", {"model": vit["model"], "factors": vit["factors"]},
               ["vit_train", "vit_data", "vit_corrupt"], version=FACTORS_VERSION),
         Stage("vit_basis", {}, ["vit_factors"]),
-    ]
+    ] + ([Stage("vit_ekfac", {"model": vit["model"], "factors": vit["factors"]},
+                ["vit_train", "vit_data", "vit_corrupt", "vit_basis"], version=FACTORS_VERSION)] if uses_ekfac(vit) else [])
+
+
+def uses_ekfac(arm: dict) -> bool:
+    """Whether an arm's frontier sweeps the EK-FAC edit (its corrections are then an artifact)."""
+    return "ekfac" in ((arm["edit"].get("frontier") or {}).get("cutoffs") or {})
 
 
 def lm_model_rule(lm: dict) -> str:
@@ -203,6 +227,9 @@ def lm_stages(lm: dict, file_digests: dict | None = None) -> list[Stage]:
         Stage("lm_factors", {"factors": lm["factors"]}, [model, "lm_data"], version=FACTORS_VERSION),
         Stage("lm_basis", {}, ["lm_factors"]),
     ]
+    if uses_ekfac(lm):
+        stages.append(Stage("lm_ekfac", {"factors": lm["factors"]}, [model, "lm_data", "lm_basis"],
+                            version=FACTORS_VERSION))
     return stages
 
 

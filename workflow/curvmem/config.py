@@ -71,11 +71,18 @@ def check_schema(config: dict) -> None:
 
 
 def check_cutoffs(arm: str, edit: dict) -> None:
-    """Cutoffs become file names: distinct cutoffs must give distinct names (`artifacts.cutoff_token`)."""
-    for key in ("rhos", "svd_drop_fractions"):
-        tokens = [cutoff_token(c) for c in edit[key]]
+    """Cutoffs become file names: distinct cutoffs must give distinct names (`artifacts.cutoff_token`);
+    the frontier's layer sets are layer sets of the edits."""
+    frontier = edit.get("frontier") or {}
+    lists = {key: edit[key] for key in ("rhos", "svd_drop_fractions")}
+    lists.update({f"frontier.cutoffs.{m}": c for m, c in frontier.get("cutoffs", {}).items()})
+    for key, cutoffs in lists.items():
+        tokens = [cutoff_token(c) for c in cutoffs]
         if len(set(tokens)) != len(tokens):
-            raise ConfigError(f"config key {arm}.edit.{key}: {edit[key]} holds the same cutoff twice")
+            raise ConfigError(f"config key {arm}.edit.{key}: {cutoffs} holds the same cutoff twice")
+    for i, name in enumerate(frontier.get("layer_sets", [])):
+        if name not in edit["layer_sets"]:
+            raise ConfigError(f"config key {arm}.edit.frontier.layer_sets[{i}]: {name!r} is not in {arm}.edit.layer_sets")
 
 
 def check_bsn(arm: str, section: dict) -> None:

@@ -129,8 +129,13 @@ def collect_factors(
     forward: Callable[[nn.Module, object], ForwardResult],
     device: str | torch.device = "cpu",
     progress: bool = True,
+    basis: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """Sums A, G and the sample count n for every target module.
+    """Sums A, G and the sample count n for every target module; given the curvature `basis` of
+    these factors, instead the eigenvalue correction of EK-FAC (George et al. 2018), per module
+    S = sum_n (U_G^T g_n)^2 (U_A^T a_n)^2^T (d_out x d_in): the second moment of each sample's
+    gradient in the K-FAC eigenbasis, which K-FAC approximates by lam_i mu_j. Same samples, same
+    drawn labels, so S / n is the diagonal of the Fisher the factors approximate, in their basis.
 
     `batches()` returns a fresh iterable over the data (called once per module group): under
     torch.distributed, over this rank's global batches rank, rank + size, ... in order
@@ -150,16 +155,9 @@ def collect_factors(
     try:
         for start in range(0, len(names), group):
             targets = {n: all_modules[n] for n in names[start:start + group]}
-            sums = {
-                n: {
-                    "A": torch.zeros(m.in_features, m.in_features, device=device),
-                    "G": torch.zeros(m.out_features, m.out_features, device=device),
-                    "n": torch.zeros((), dtype=torch.int64, device=device),
-                }
-                for n, m in targets.items()
-            }
+            sums = {n: _zero_sums(n, m, basis, device) for n, m in targets.items()}
             with LayerHooks(model, list(targets), keep_outputs=True) as capture:
-                desc = f"K-FAC modules {start + 1}-{start + len(targets)} of {len(names)}"
+                desc = f"{'EK-FAC correction' if basis else 'K-FAC'} modules {start + 1}-{start + len(targets)} of {len(names)}"
                 shown = progress and ranks.is_main
                 for i, batch in enumerate(tqdm(batches(), desc=desc, disable=not shown, mininterval=5)):
                     # Labels drawn per global batch: the same in every module group and on any number of ranks.
@@ -167,11 +165,24 @@ def collect_factors(
                     generator = torch.Generator(device=device).manual_seed(seed)
                     _accumulate(model, batch, forward, likelihood, cfg.fisher, generator, capture, sums)
                     crash_point(f"factors:batch{i + 1}")
+            sums = {n: {k: t for k, t in f.items() if not k.startswith("_")} for n, f in sums.items()}
             distributed.all_reduce_sum([t for f in sums.values() for t in f.values()])
             factors.update(sums)
     finally:
         model.train(was_training)
     return factors
+
+
+def _zero_sums(name: str, module: nn.Linear, basis: dict[str, torch.Tensor] | None, device) -> dict:
+    """Running sums of one module: A and G, or with a basis its eigenvectors and the correction S."""
+    count = torch.zeros((), dtype=torch.int64, device=device)
+    if basis is None:
+        return {"A": torch.zeros(module.in_features, module.in_features, device=device),
+                "G": torch.zeros(module.out_features, module.out_features, device=device), "n": count}
+    U_G, U_A = basis[f"{name}.G.eigenvectors"].float().to(device), basis[f"{name}.A.eigenvectors"].float().to(device)
+    assert U_G.shape[0] == module.out_features and U_A.shape[0] == module.in_features, f"{name}: basis of another shape"
+    return {"S": torch.zeros(module.out_features, module.in_features, device=device), "n": count,
+            "_U_G": U_G, "_U_A": U_A}
 
 
 def _accumulate(model, batch, forward, likelihood, fisher, generator, capture: LayerHooks, sums):
@@ -189,13 +200,18 @@ def _accumulate(model, batch, forward, likelihood, fisher, generator, capture: L
         a = rows_at(capture.inputs[name], result.positions)  # (N, d_in)
         g = rows_at(grad, result.positions)  # (N, d_out)
         assert a.shape[0] == g.shape[0], "inputs and gradients select different rows"
-        sums[name]["A"].addmm_(a.T, a)
-        sums[name]["G"].addmm_(g.T, g)
-        sums[name]["n"] += a.shape[0]
+        f = sums[name]
+        if "S" in f:  # (N, d_out)^T @ (N, d_in): every sample's squared gradient coefficients, summed
+            f["S"].addmm_((g @ f["_U_G"]).square().T, (a @ f["_U_A"]).square())
+        else:
+            f["A"].addmm_(a.T, a)
+            f["G"].addmm_(g.T, g)
+        f["n"] += a.shape[0]
 
 
 def factor_tensors(factors: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Flatten to the safetensors layout `{module}.A`, `{module}.G`, `{module}.n` (sums)."""
+    """Flatten to the safetensors layout `{module}.A`, `{module}.G`, `{module}.n` (sums; EK-FAC's
+    `{module}.S`, `{module}.n`)."""
     return {f"{name}.{key}": t for name, f in factors.items() for key, t in f.items()}
 
 

@@ -152,3 +152,47 @@ def cutoff_profile(curve: pd.DataFrame, panels: list[tuple[str, dict[str, str]]]
     fig.suptitle(title, y=1.0)
     fig.tight_layout()
     save(fig, out, name)
+
+
+FRONTIER_LABELS = {"none": "unedited", "kfac": "K-FAC (the paper)", "kfac_scaled": "K-FAC, dropped part x alpha",
+                   "ekfac": "EK-FAC (corrected eigenvalues)",
+                   "svd": "SVD of W", "bsn": "BalancedSubnet", "activation": "A only (G = identity)",
+                   "magnitude": "magnitude (identity basis)", "random": "random orthogonal basis"}
+FRONTIER_STYLE = {"none": ("#7f7f7f", "*"), "kfac": ("#1f77b4", "o"), "kfac_scaled": ("#17becf", "v"), "ekfac": ("#bcbd22", "h"),
+                  "svd": ("#ff7f0e", "s"), "bsn": ("#2ca02c", "D"), "activation": ("#9467bd", "^"),
+                  "magnitude": ("#8c564b", "P"), "random": ("#e377c2", "X")}
+
+
+def frontier_figure(points: pd.DataFrame, axis_labels: dict[str, str], title: str, out: Path, name: str,
+                    columns: int = 2) -> None:
+    """One panel per memorization x damage pair of the frontier table (`curvmem.frontier`): each
+    method's edits joined in order of damage, the unedited model a star, the Pareto front a black
+    step line through its points (ringed)."""
+    panels = list(dict.fromkeys(points.panel))
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 4.6 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        frame = points[points.panel == panel]
+        for method, edits in frame.groupby("method", sort=False):
+            color, marker = FRONTIER_STYLE[method]
+            edits = edits.sort_values(["layer_set", "damage_value"])
+            for i, (layer_set, curve) in enumerate(edits.groupby("layer_set", sort=False, dropna=False)):
+                ax.plot(curve.damage_value, curve.memorization_pct, marker=marker, color=color, lw=1, alpha=0.85,
+                        ms=11 if method == "none" else 5, ls=("-", "--", ":", "-.")[i % 4],
+                        label=FRONTIER_LABELS[method] + (f" ({layer_set})" if edits.layer_set.nunique() > 1 else ""))
+        front = frame[frame.on_front].sort_values("damage_value")
+        ax.step(front.damage_value, front.memorization_pct, where="post", color="black", lw=1.4, zorder=0,
+                label="Pareto front")
+        ax.scatter(front.damage_value, front.memorization_pct, s=90, facecolors="none", edgecolors="black", lw=1)
+        memorization, damage = frame.memorization.iloc[0], frame.damage.iloc[0]
+        ax.set(xlabel=axis_labels.get(damage, damage), ylabel=axis_labels.get(memorization, memorization),
+               title=f"{axis_labels.get(memorization, memorization)}\nvs {axis_labels.get(damage, damage)}")
+        ax.title.set_fontsize(10)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle(title, y=1.0)
+    fig.tight_layout()
+    save(fig, out, name)

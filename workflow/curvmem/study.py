@@ -144,7 +144,8 @@ class FigureParams:
 
 def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str, vit_table2: str | None = None,
             vit_sweep: str | None = None, vit_activation: str | None = None, vit_spectra: str | None = None,
-            vit_train_metrics: str | None = None, vit_weight_decay: str | None = None, lm_table1: str | None = None,
+            vit_train_metrics: str | None = None, vit_weight_decay: str | None = None, vit_frontier: str | None = None,
+            lm_table1: str | None = None, lm_frontier: str | None = None,
             lm_sweep: str | None = None, lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
             lm_selection: str | None = None, lm_train_metrics: str | None = None, lm_table6: str | None = None,
             lm_bands: str | None = None, lm_band_correlation: str | None = None, cost: str | None = None,
@@ -167,7 +168,8 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
                          activation=pd.read_csv(vit_activation), spectra=io.load_parquet(vit_spectra),
                          history=io.load_json(vit_train_metrics)["history"],
                          headline=from_dict(Headline, params.vit_headline, "vit.headline"),
-                         weight_decay=pd.read_csv(vit_weight_decay))
+                         weight_decay=pd.read_csv(vit_weight_decay),
+                         frontier=pd.read_csv(vit_frontier, keep_default_na=False, na_values=[""]))
     if lm_table1:
         from .lm import figures as lm_figures
 
@@ -176,6 +178,7 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
                         facts=pd.read_csv(lm_facts), activation=pd.read_csv(lm_activation),
                         selection=io.load_json(lm_selection), table6=pd.read_csv(lm_table6),
                         bands=pd.read_csv(lm_bands), band_correlation=pd.read_csv(lm_band_correlation),
+                        frontier=pd.read_csv(lm_frontier, keep_default_na=False, na_values=[""]),
                         history=io.load_json(lm_train_metrics)["history"] if lm_train_metrics else None,
                         benchmarks=pd.read_csv(lm_benchmarks) if lm_benchmarks else None)
     if cost:

@@ -27,7 +27,8 @@ from .intervals import difference, wilson
 
 log = logging.getLogger(__name__)
 
-METHOD_ORDER = {"none": 0, "kfac": 1, "svd": 2, "bsn": 3}
+METHOD_ORDER = {"none": 0, "kfac": 1, "svd": 2, "bsn": 3, "kfac_scaled": 4, "ekfac": 5, "activation": 6, "magnitude": 7,
+                "random": 8}
 ROW_KEYS = ("method", "layer_set", "cutoff", "setting", "modules", "kept_fraction")
 
 
@@ -35,11 +36,13 @@ ROW_KEYS = ("method", "layer_set", "cutoff", "setting", "modules", "kept_fractio
 class EditSpec:
     """What one edit job edits: a layer set, with one method, at each of its cutoffs."""
 
-    method: str = "kfac"                                  # "kfac" (cutoff = rho) or "svd" (dropped fraction)
+    method: str = "kfac"                                  # an `edit.METHODS` key: "kfac" (cutoff = rho), "svd", ...
     layer_set: str = ""
     patterns: list = field(default_factory=list)          # the layer set's module patterns
     factor_modules: list = field(default_factory=list)    # the factor patterns: a set resolves within them
     cutoffs: list = field(default_factory=list)
+    alpha: float = 0.0                                    # kfac_scaled: scale of the pairs below the cutoff
+    seed: int = 0                                         # random: seeds each module's orthogonal bases
 
 
 def peak_rss_mb() -> float:
@@ -64,7 +67,7 @@ def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None
     `timing_dir` (results stay free of timings, so a rebuild gives the same bytes)."""
     from .artifacts import cutoff_token
     from .basis import load_basis
-    from .edit import ModelEditor
+    from .edit import BASIS_METHODS, ModelEditor
     from .kfac import linear_names
     from .layers import resolve_layer_set
 
@@ -81,7 +84,9 @@ def sweep_cutoffs(spec: EditSpec, evaluation: dict, inputs: dict[str, str | None
         names = resolve_layer_set(linear_names(model), spec.factor_modules, spec.patterns)
         layers = {n: m for n, m in model.named_modules() if n in names}
         t0 = time.perf_counter()
-        editor = ModelEditor(model, names, spec.method, load_basis(basis, layers) if spec.method == "kfac" else None)
+        corrections = io.load_tensors(inputs["corrections"]) if spec.method == "ekfac" else None
+        editor = ModelEditor(model, names, spec.method, load_basis(basis, layers) if spec.method in BASIS_METHODS else None,
+                             alpha=spec.alpha, seed=spec.seed, corrections=corrections)
         cost.update(decompose_seconds=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(), n_layers=len(names))
         timings.put(None, {k: cost[k] for k in ("decompose_seconds", "peak_rss_mb", "n_layers")})
         for cutoff in todo:

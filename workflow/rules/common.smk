@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from curvmem.artifacts import (TEMPLATES, VIT_MEMBER_RULES, Layout, bsn_grid, cutoff_token, lm_model_rule,
-                               weight_decays)
+from curvmem.artifacts import (BASIS_METHODS, METHODS, TEMPLATES, VIT_MEMBER_RULES, Layout, bsn_grid, cutoff_token,
+                               lm_model_rule, weight_decays)
 from curvmem.config import ConfigError, Memo, file_digests, validate
 
 try:
@@ -81,32 +81,45 @@ def lm_model() -> str:
     return ART[lm_model_rule(LM)].model
 
 
-def cutoff_chunks(arm: str) -> dict[str, dict[str, list[float]]]:
-    """method -> chunk -> cutoffs: one job per layer set and method ("all"), or per cutoff."""
+def method_cutoffs(arm: str, layer_set: str) -> dict[str, list[float]]:
+    """method -> cutoffs of one layer set: K-FAC and SVD everywhere, the frontier's methods on its layer sets."""
     edit = config[arm]["edit"]
-    chunks = {}
-    for method, cutoffs in (("kfac", edit["rhos"]), ("svd", edit["svd_drop_fractions"])):
-        if cutoffs:
-            per_cutoff = edit.get("one_job_per_cutoff", False)
-            chunks[method] = {cutoff_token(c): [c] for c in cutoffs} if per_cutoff else {"all": list(cutoffs)}
-    return chunks
+    methods = {"kfac": edit["rhos"], "svd": edit["svd_drop_fractions"]}
+    frontier = edit.get("frontier")
+    if frontier and layer_set in frontier["layer_sets"]:
+        methods.update(frontier["cutoffs"])
+    return {method: list(cutoffs) for method, cutoffs in methods.items() if cutoffs}
+
+
+def cutoff_chunks(arm: str, layer_set: str) -> dict[str, dict[str, list[float]]]:
+    """method -> chunk -> cutoffs of one layer set: one job per method ("all"), or per cutoff."""
+    per_cutoff = config[arm]["edit"].get("one_job_per_cutoff", False)
+    return {method: {cutoff_token(c): [c] for c in cutoffs} if per_cutoff else {"all": cutoffs}
+            for method, cutoffs in method_cutoffs(arm, layer_set).items()}
+
+
+def edit_jobs(arm: str) -> list[dict[str, str]]:
+    """The wildcards of every edit job of an arm (the baseline is its own rule)."""
+    return [{"layer_set": layer_set, "method": method, "chunk": chunk}
+            for layer_set in config[arm]["edit"]["layer_sets"]
+            for method, chunks in cutoff_chunks(arm, layer_set).items() for chunk in chunks]
 
 
 def edit_results(arm: str) -> list[str]:
-    """Every edit job's result file of an arm (the baseline is its own rule)."""
-    template = TEMPLATES[f"{arm}_edits"]["metrics"]
-    return [template.format(layer_set=layer_set, method=method, chunk=chunk)
-            for layer_set in config[arm]["edit"]["layer_sets"]
-            for method, chunks in cutoff_chunks(arm).items() for chunk in chunks]
+    """Every edit job's result file of an arm."""
+    return [TEMPLATES[f"{arm}_edits"]["metrics"].format(**job) for job in edit_jobs(arm)]
 
 
 def edit_params(arm: str, wildcards) -> dict:
     section = config[arm]
     evaluation = {"model": section["model"], "eval": section["eval"]} if arm == "vit" else {"eval": section["eval"]}
-    return {**evaluation, "edit": {"method": wildcards.method, "layer_set": wildcards.layer_set,
+    method, frontier = wildcards.method, section["edit"].get("frontier") or {}
+    options = {"alpha": frontier["alpha"]} if method == "kfac_scaled" else {"seed": frontier["seed"]} if method == "random" else {}
+    return {**evaluation, "edit": {"method": method, "layer_set": wildcards.layer_set,
                                    "patterns": section["edit"]["layer_sets"][wildcards.layer_set],
                                    "factor_modules": section["factors"]["modules"],
-                                   "cutoffs": cutoff_chunks(arm)[wildcards.method][wildcards.chunk]}}
+                                   "cutoffs": cutoff_chunks(arm, wildcards.layer_set)[method][wildcards.chunk],
+                                   **options}}
 
 
 def bsn_points(arm: str) -> dict[tuple[str, str], dict]:
@@ -159,16 +172,19 @@ def cost_records() -> list[str]:
     out = []
     for arm in ("vit", "lm"):
         if config.get(arm):
-            out += [TEMPLATES[f"{arm}_edits"]["cost"].format(layer_set=layer_set, method=method, chunk=chunk)
-                    for layer_set in config[arm]["edit"]["layer_sets"]
-                    for method, chunks in cutoff_chunks(arm).items() for chunk in chunks]
+            out += [TEMPLATES[f"{arm}_edits"]["cost"].format(**job) for job in edit_jobs(arm)]
             out += bsn_results(arm, "cost")
     return out
 
 
+def edit_corrections(arm: str):
+    """EK-FAC's eigenvalue corrections, for the ekfac edit only."""
+    return lambda wildcards: [ART[f"{arm}_ekfac"].corrections] if wildcards.method == "ekfac" else []
+
+
 def edit_basis(arm: str):
-    """The curvature basis, for K-FAC edits only (SVD needs none and must not wait for it)."""
-    return lambda wildcards: [ART[f"{arm}_basis"].basis] if wildcards.method == "kfac" else []
+    """The curvature basis, for the methods that read it (SVD and the data-free bases must not wait for it)."""
+    return lambda wildcards: [ART[f"{arm}_basis"].basis] if wildcards.method in BASIS_METHODS else []
 
 
 def study_stamp(study: list[str]) -> str:
@@ -216,6 +232,8 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
     "vit_spectra": ("Vision arm", "Curvature spectra"),
     "vit_training": ("Vision arm", "Training"),
     "vit_weight_decay": ("Vision arm", "App. H: weight-decay family"),
+    "vit_frontier": ("Vision arm", "Frontier of bases (ours)"),
+    "vit_frontier_budgets": ("Vision arm", "Frontier of bases (ours)"),
     "lm_table1": ("LM arm", "Table 1: verbatim recitation"),
     "table1_lm": ("LM arm", "Table 1: verbatim recitation"),
     "lm_differences": ("LM arm", "Table 1: verbatim recitation"),
@@ -236,6 +254,8 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
     "lm_recitation_vs_perplexity": ("LM arm", "Cutoff sweep"),
     "lm_rho_profile": ("LM arm", "Cutoff sweep"),
     "lm_training": ("LM arm", "Training"),
+    "lm_frontier": ("LM arm", "Frontier of bases (ours)"),
+    "lm_frontier_budgets": ("LM arm", "Frontier of bases (ours)"),
     "cost": ("Both arms", "Cost"),
 }
 

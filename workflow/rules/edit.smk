@@ -5,7 +5,7 @@
 
 wildcard_constraints:
     layer_set="[A-Za-z0-9_]+",
-    method="kfac|svd",
+    method="|".join(sorted(METHODS, key=len, reverse=True)),  # kfac_scaled before kfac
     chunk="all|[0-9][0-9.e+-]*",
     setting="r[0-9][0-9A-Za-z.+-]*",
     weight_decay="[0-9][0-9.e+-]*",
@@ -40,6 +40,7 @@ if VIT:
         input:
             **VIT_EVAL_INPUTS,
             basis=edit_basis("vit"),
+            corrections=edit_corrections("vit"),
         output:
             **TEMPLATES["vit_edits"],
         params:
@@ -137,6 +138,7 @@ if LM:
         input:
             **LM_EVAL_INPUTS,
             basis=edit_basis("lm"),
+            corrections=edit_corrections("lm"),
             reference=TEMPLATES["lm_baseline"]["reference"],
         output:
             **TEMPLATES["lm_edits"],

@@ -1,4 +1,5 @@
-# K-FAC factors and the curvature basis (one eigendecomposition per factor, reused by every cutoff).
+# K-FAC factors and the curvature basis (one eigendecomposition per factor, reused by every cutoff);
+# with the frontier's ekfac method, EK-FAC's eigenvalue corrections (a second pass, in that basis).
 
 
 if VIT:  # one job per model of the vision arm: the trained model and each member of the weight-decay family
@@ -39,6 +40,29 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
         shell:
             STAGE
 
+    if "vit_ekfac" in ART:
+
+        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        rule vit_ekfac:
+            input:
+                model=ancient(ART["vit_train"].model),
+                data=ancient(ART["vit_data"].train),
+                corruption=ancient(ART["vit_corrupt"].corruption),
+                basis=ancient(ART["vit_basis"].basis),
+            output:
+                **ART["vit_ekfac"].outputs,
+            params:
+                **stage("vit_ekfac", ART["vit_ekfac"].params),
+            threads: config["threads"]["factors"]
+            resources:
+                gpu=0,  # GPUs, one rank each: set per cluster (profiles/slurm)
+            log:
+                "logs/vit_ekfac.log",
+            benchmark:
+                "logs/benchmarks/vit_ekfac.tsv"
+            shell:
+                RANKED_STAGE
+
 
 if LM:
 
@@ -76,3 +100,25 @@ if LM:
             "logs/benchmarks/lm_basis.tsv"
         shell:
             STAGE
+
+    if "lm_ekfac" in ART:
+
+        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        rule lm_ekfac:
+            input:
+                model=ancient(lm_model()),
+                clean=ancient(ART["lm_data"].clean),
+                basis=ancient(ART["lm_basis"].basis),
+            output:
+                **ART["lm_ekfac"].outputs,
+            params:
+                **stage("lm_ekfac", ART["lm_ekfac"].params),
+            threads: config["threads"]["factors"]
+            resources:
+                gpu=0,  # GPUs, one rank each: set per cluster (profiles/slurm)
+            log:
+                "logs/lm_ekfac.log",
+            benchmark:
+                "logs/benchmarks/lm_ekfac.tsv"
+            shell:
+                RANKED_STAGE

@@ -17,7 +17,7 @@ if VIT:
             ratio=TEMPLATES["vit_activation_ratio"]["ratio"],
             family=weight_decay_results(),
         output:
-            **reported("vit_tables", "table2", "differences", "weight_decay"),
+            **reported("vit_tables", "table2", "differences", "weight_decay", "budgets"),
         params:
             **stage("vit_tables", VIT["headline"]),
         log:
@@ -39,7 +39,7 @@ if LM:
             ratio=TEMPLATES["lm_activation_ratio"]["ratio"],
             profile=TEMPLATES["lm_activation_ratio"]["profile"],
         output:
-            **reported("lm_tables", "table1", "tasks", "table7", "differences", "bands", "band_correlation"),
+            **reported("lm_tables", "table1", "tasks", "table7", "differences", "bands", "band_correlation", "budgets"),
         params:
             **stage("lm_tables", LM["selection"]),
         log:
@@ -146,13 +146,15 @@ rule figures:
         stamp=study_stamp(STUDY),
         **(dict(vit_table2=TEMPLATES["vit_tables"]["table2"], vit_sweep=TEMPLATES["vit_tables"]["sweep"],
                 vit_activation=TEMPLATES["vit_tables"]["activation"], vit_spectra=ART["vit_basis"].spectra,
-                vit_train_metrics=ART["vit_train"].metrics, vit_weight_decay=TEMPLATES["vit_tables"]["weight_decay"])
+                vit_train_metrics=ART["vit_train"].metrics, vit_weight_decay=TEMPLATES["vit_tables"]["weight_decay"],
+                vit_frontier=TEMPLATES["vit_tables"]["frontier"])
            if VIT else {}),
         **(dict(lm_table1=TEMPLATES["lm_tables"]["table1"], lm_sweep=TEMPLATES["lm_tables"]["sweep"],
                 lm_tasks=TEMPLATES["lm_tables"]["tasks"], lm_facts=TEMPLATES["lm_tables"]["facts"],
                 lm_activation=TEMPLATES["lm_tables"]["activation"], lm_selection=TEMPLATES["lm_tables"]["selection"],
                 lm_table6=TEMPLATES["lm_headline"]["table6"], lm_bands=TEMPLATES["lm_tables"]["bands"],
-                lm_band_correlation=TEMPLATES["lm_tables"]["band_correlation"])
+                lm_band_correlation=TEMPLATES["lm_tables"]["band_correlation"],
+                lm_frontier=TEMPLATES["lm_tables"]["frontier"])
            if LM else {}),
         cost=TEMPLATES["cost"]["table"],
         **({"lm_train_metrics": ART["lm_train"].metrics} if LM and "lm_train" in ART else {}),

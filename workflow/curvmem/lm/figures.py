@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import METHOD_PALETTE, MODEL_LABELS, activation_bands, cutoff_profile, interval_bars, save
+from ..plotting import (METHOD_PALETTE, MODEL_LABELS, activation_bands, cutoff_profile, frontier_figure,
+                        interval_bars, save)
 from ..sweep import cutoff_steps, with_bands
 from .tables import METHODS, counted_metrics, task_families
 
@@ -256,9 +257,16 @@ def lm_training(history: list[dict], out: Path) -> None:
     save(fig, out, "lm_training.png")
 
 
+FRONTIER_AXES = {"memorized_val_strict_pct": "memorized validation windows recited (strict, %)",
+                 "quotes_strict_pct": "quotes recited (strict, %)",
+                 "perplexity_increase_pct": "perplexity increase (%)",
+                 "task_retention_loss_pct": "loss of mean task retention (100 - retention, %)"}
+
+
 def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.DataFrame, facts: pd.DataFrame,
          activation: pd.DataFrame, selection: dict, table6: pd.DataFrame, bands: pd.DataFrame,
-         band_correlation: pd.DataFrame, history: list[dict] | None, benchmarks: pd.DataFrame | None = None) -> None:
+         band_correlation: pd.DataFrame, frontier: pd.DataFrame, history: list[dict] | None,
+         benchmarks: pd.DataFrame | None = None) -> None:
     """Every figure of the LM arm into `out` (the training loss only for a model trained here, the
     benchmark retention only with lm.benchmarks)."""
     lm_table1(table1, out)
@@ -269,6 +277,8 @@ def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.Data
     lm_tasks_vs_recitation(sweep, tasks, out)
     lm_facts(facts, out)
     lm_band_retention(bands, band_correlation, out)
+    frontier_figure(frontier, FRONTIER_AXES, "Frontier of bases (LM): recitation left against damage, every method "
+                    "swept over its own cutoff on the same layers", out, "lm_frontier.png")
     activation_bands(activation, out, "lm_activation_ratio.png",
                      "LM activation ratio per band (paper Fig. 2): memorized suffix positions vs clean text")
     if history is not None:

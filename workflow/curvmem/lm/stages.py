@@ -21,7 +21,7 @@ from ..bsn import SubnetSpec, baked
 from ..edit import ModelEditor
 from ..common import InputError, pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors, linear_names
-from ..layers import resolve_layer_set
+from ..layers import match_modules, resolve_layer_set
 from ..sweep import (CutoffMemo, EditSpec, cutoff_steps, load_edit_rows, method_curve, save_edit_rows, subnet_result,
                      sweep_cutoffs)
 from . import SETS, harness, text
@@ -37,9 +37,8 @@ from .positions import lm_forward, sequence_losses
 from .sets import WindowConfig, summarize, verify
 from .stress import StressConfig, stress_test
 from .tables import (METHODS, PLOT_COLUMNS, SelectionConfig, band_correlation as correlate_bands, band_retention,
-                     benchmark_table, counted_metrics, fact_table, headline_differences, select, stress_table,
-                     sweep_table, table1 as make_table1,
-                     table7 as make_table7, task_table)
+                     benchmark_table, counted_metrics, fact_table, frontier_tables, headline_differences, select,
+                     stress_table, sweep_table, table1 as make_table1, table7 as make_table7, task_table)
 from .tokens import doc_start_ids, pack
 from .train import LMTrainConfig, train_lm, world_tokenizer
 
@@ -160,12 +159,24 @@ def factor_texts(clean: str) -> list[str]:
 
 def factors(params: FactorStage, *, model: str, clean: str, factors: str) -> None:
     """Rule lm_factors: K-FAC factors of the MLP projections from clean text, sampled labels."""
+    _factor_pass(params, model, clean, factors)
+
+
+def ekfac(params: FactorStage, *, model: str, clean: str, basis: str, corrections: str) -> None:
+    """Rule lm_ekfac: EK-FAC's eigenvalue corrections in the curvature basis, from the factors' own
+    sequences and drawn labels (`kfac.collect_factors` with a basis)."""
+    _factor_pass(params, model, clean, corrections, basis)
+
+
+def _factor_pass(params: FactorStage, model: str, clean: str, out: str, basis: str | None = None) -> None:
     cfg = params.factors
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     lm, tokenizer = load_model_dir(model, device, cfg.dtype)
     if cfg.gradient_checkpointing:
         checkpoint_layers(lm)
+    names = match_modules(linear_names(lm), cfg.modules)
+    eigenbasis = load_basis(basis, {n: m for n, m in lm.named_modules() if n in names}) if basis else None
     sequences = factor_chunks(tokenizer, factor_texts(clean), cfg)[:cfg.n_sequences]
 
     ranks = distributed.ranks()
@@ -177,16 +188,18 @@ def factors(params: FactorStage, *, model: str, clean: str, factors: str) -> Non
             yield {"input_ids": x, "attention_mask": torch.ones_like(x)}
 
     t0 = time.time()
-    sums = collect_factors(lm, cfg, batches, lm_forward, device=device)
+    sums = collect_factors(lm, cfg, batches, lm_forward, device=device, basis=eigenbasis)
     seconds = time.time() - t0
     n_groups = -(-len(sums) // (cfg.max_modules_per_pass or len(sums)))
-    log.info("factors of %d modules from %d tokens on %d rank(s) in %.1fs (%.0f tokens/s over %d pass(es))",
-             len(sums), sequences.numel(), ranks.size, seconds, sequences.numel() * n_groups / seconds, n_groups)
+    log.info("%s of %d modules from %d tokens on %d rank(s) in %.1fs (%.0f tokens/s over %d pass(es))",
+             "corrections" if basis else "factors", len(sums), sequences.numel(), ranks.size, seconds,
+             sequences.numel() * n_groups / seconds, n_groups)
     if not ranks.is_main:
         return
-    io.save_tensors(factor_tensors(sums), factors, {"fisher": cfg.fisher, "positions": "next-token (last dropped)",
-                                                    "n_sequences": cfg.n_sequences, "seq_len": cfg.seq_len,
-                                                    "modules": list(sums), "config": asdict(cfg)})
+    io.save_tensors(factor_tensors(sums), out, {"fisher": cfg.fisher, "positions": "next-token (last dropped)",
+                                                "n_sequences": cfg.n_sequences, "seq_len": cfg.seq_len,
+                                                "modules": list(sums), "config": asdict(cfg),
+                                                **({"ekfac_basis": basis} if basis else {})})
 
 
 @dataclass
@@ -232,7 +245,7 @@ class EditStage(EvalStage):
 
 
 def edits(params: EditStage, *, model: str, sets: str, clean: str, tasks: str, reference: str, metrics: str,
-          cost: str, basis: str | None = None) -> None:
+          cost: str, basis: str | None = None, corrections: str | None = None) -> None:
     """Rule lm_edits: one layer set, one method, every cutoff: the model load, the tokenized
     evaluation data and each layer's decomposition are paid once, and a cutoff evaluated by an
     earlier run with the same inputs is reused."""
@@ -242,7 +255,7 @@ def edits(params: EditStage, *, model: str, sets: str, clean: str, tasks: str, r
 
     rows, timings = sweep_cutoffs(params.edit, {"eval": asdict(params.eval)},
                                   {"model": model, "sets": sets, "clean": clean, "tasks": tasks,
-                                   "reference": reference, "basis": basis}, Path(metrics).parents[2] / ".memo",
+                                   "reference": reference, "basis": basis, "corrections": corrections}, Path(metrics).parents[2] / ".memo",
                                   Path(cost).parents[2] / ".memo", prepare)
     for row in rows:
         _log_row(row)
@@ -471,10 +484,11 @@ def benchmarks(params: BenchmarkStage, *, model: str, tasks: str, basis: str, se
 
 def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table1: str,
            sweep: str, tasks: str, facts: str, activation: str, selection: str, kfac_plot: str, svd_plot: str,
-           table7: str, differences: str, profile: str, bands: str, band_correlation: str, rho_steps: str) -> None:
+           table7: str, differences: str, profile: str, bands: str, band_correlation: str, rho_steps: str,
+           frontier: str, budgets: str) -> None:
     """Rule lm_tables: the sweep, the headline choice of each method on memorized_train, Tables 1
-    and 7, tasks, facts, the headline comparisons with their intervals, and the K-FAC sweep's steps
-    between consecutive rhos."""
+    and 7, tasks, facts, the headline comparisons with their intervals, the K-FAC sweep's steps
+    between consecutive rhos, and the frontier of bases."""
     rows = load_edit_rows([baseline, *edits, *bsn])
     frame = sweep_table(rows)
     choices = {m: select(frame, m, params.max_perplexity_increase) for m in METHODS}
@@ -487,6 +501,9 @@ def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: lis
     io.save_csv(make_table7(frame, choices), table7)
     io.save_csv(headline_differences(frame, choices), differences)
     io.save_csv(cutoff_steps(frame, "kfac", counted_metrics(frame, selection_set=True)), rho_steps)
+    points, budget = frontier_tables(frame, choices)
+    io.save_csv(points, frontier)
+    io.save_csv(budget, budgets)
     task_frame = task_table(chosen)
     io.save_csv(task_frame, tasks)
     points = band_retention(frame, io.load_parquet(profile), task_frame, choices)

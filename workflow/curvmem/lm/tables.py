@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..frontier import Panel, budget_table, frontier_layer_sets, frontier_points
 from ..intervals import differences, ratio, wilson, with_intervals
 from ..paper import RETENTION_LM, TABLE1_LM, TABLE1_SETTING, TABLE6_LM, TABLE7_LM
 from ..sweep import bsn_description, sweep_frame
@@ -269,3 +270,28 @@ def benchmark_table(scores: dict[str, dict], choices: dict[str, dict | None], fa
         row.update(paper_kfac_retention_low=lo, paper_kfac_retention_high=hi, spec=base["spec"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# The frontier of bases: windows still recited strictly (validation, quotes) against the perplexity
+# increase (%) and the loss of mean task retention (100 - mean retention, %).
+FRONTIER_PANELS = [Panel(memorized, damage, budgets=(10.0, 25.0, 50.0))
+                   for damage in ("perplexity_increase_pct", "task_retention_loss_pct")
+                   for memorized in ("memorized_val_strict_pct", "quotes_strict_pct")]
+
+
+def mean_retention_pct(sweep: pd.DataFrame) -> pd.Series:
+    """Each edit's mean over task families of accuracy relative to the unedited model's, in %
+    (families the unedited model gets nothing right on have no retention and are left out)."""
+    base = sweep[sweep.method == "none"].iloc[0]
+    families = [f for f in task_families(sweep) if base[f"task_{f}"] > 0]
+    if not families:
+        return pd.Series(math.nan, index=sweep.index)
+    return pd.concat([100 * sweep[f"task_{f}"] / base[f"task_{f}"] for f in families], axis=1).mean(axis=1)
+
+
+def frontier_tables(sweep: pd.DataFrame, choices: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(points, budgets) of the frontier of bases (`curvmem.frontier`) on the frontier's layer sets
+    (without any, the headline K-FAC edit's)."""
+    frame = sweep.assign(task_retention_loss_pct=100 - mean_retention_pct(sweep))
+    points = frontier_points(frame, frontier_layer_sets(frame, choices["kfac"]["layer_set"]), FRONTIER_PANELS)
+    return points, budget_table(points, FRONTIER_PANELS)

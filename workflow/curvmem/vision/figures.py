@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import MODEL_LABELS, activation_bands, cutoff_profile, interval_bars, save
+from ..plotting import MODEL_LABELS, activation_bands, cutoff_profile, frontier_figure, interval_bars, save
 from ..sweep import cutoff_steps, with_bands
 from .tables import COUNTS, Headline
 
@@ -131,7 +131,7 @@ def vit_weight_decay(family: pd.DataFrame, out: Path) -> None:
 
 
 def draw(out: Path, *, table2: pd.DataFrame, sweep: pd.DataFrame, activation: pd.DataFrame, spectra: pd.DataFrame,
-         history: list[dict], headline: Headline, weight_decay: pd.DataFrame) -> None:
+         history: list[dict], headline: Headline, weight_decay: pd.DataFrame, frontier: pd.DataFrame) -> None:
     """Every figure of the vision arm into `out`."""
     vit_table2(table2, out)
     vit_sweep(sweep, headline, out)
@@ -140,3 +140,7 @@ def draw(out: Path, *, table2: pd.DataFrame, sweep: pd.DataFrame, activation: pd
     vit_activation(activation, out)
     vit_training(history, out)
     vit_weight_decay(weight_decay, out)
+    frontier_figure(frontier, {"memorized_train_pct": "mislabeled images still memorized (%)",
+                               "val_acc_drop_pts": "validation accuracy lost (points)"},
+                    "Frontier of bases (vision): memorization left against damage, every method swept over its "
+                    "own cutoff on the same layers", out, "vit_frontier.png")

@@ -16,7 +16,8 @@ import torch
 from .. import distributed, io
 from ..basis import load_basis
 from ..common import pick_device, seed_everything
-from ..kfac import collect_factors, factor_tensors
+from ..kfac import collect_factors, factor_tensors, linear_names
+from ..layers import match_modules
 from ..bsn import SubnetSpec
 from ..sweep import (EditSpec, cutoff_steps, load_edit_rows, method_curve, save_edit_rows, subnet_result,
                      sweep_cutoffs)
@@ -26,7 +27,7 @@ from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset
 from .evaluate import EvalConfig, VitEvaluation
 from .factors import ViTFactorConfig, cls_forward
 from .model import ViTConfig, build_vit, load_vit
-from .tables import (COUNTS, PLOT_COLUMNS, Headline, sweep_table, table2 as make_table2, table2_differences,
+from .tables import (COUNTS, PLOT_COLUMNS, Headline, frontier_tables, sweep_table, table2 as make_table2, table2_differences,
                      weight_decay_table)
 from .train import TrainConfig, train as train_vit
 
@@ -98,10 +99,22 @@ def factor_images(corruption: dict, cfg: ViTFactorConfig) -> np.ndarray:
 
 def factors(params: FactorStage, *, model: str, data: str, corruption: str, factors: str) -> None:
     """Rule vit_factors: K-FAC factors of the MLP layers at the CLS token, clean images, sampled labels."""
+    _factor_pass(params, model, data, corruption, factors)
+
+
+def ekfac(params: FactorStage, *, model: str, data: str, corruption: str, basis: str, corrections: str) -> None:
+    """Rule vit_ekfac: EK-FAC's eigenvalue corrections in the curvature basis, from the factors' own
+    images and drawn labels (`kfac.collect_factors` with a basis)."""
+    _factor_pass(params, model, data, corruption, corrections, basis)
+
+
+def _factor_pass(params: FactorStage, model: str, data: str, corruption: str, out: str, basis: str | None = None):
     cfg = params.factors
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     vit = load_vit(params.model, model).to(device)
+    names = match_modules(linear_names(vit), cfg.modules)
+    eigenbasis = load_basis(basis, {n: m for n, m in vit.named_modules() if n in names}) if basis else None
     indices = factor_images(io.load_json(corruption), cfg)
     ranks = distributed.ranks()
     own = distributed.own_batches(len(indices), cfg.batch_size, ranks)  # this rank's global batches, in order
@@ -113,13 +126,14 @@ def factors(params: FactorStage, *, model: str, data: str, corruption: str, fact
             yield x.to(device), y.to(device)
 
     t0 = time.time()
-    sums = collect_factors(vit, cfg, data_batches, cls_forward, device=device)
-    log.info("factors of %d modules from %d images on %d rank(s) in %.1fs", len(sums), len(indices), ranks.size,
-             time.time() - t0)
+    sums = collect_factors(vit, cfg, data_batches, cls_forward, device=device, basis=eigenbasis)
+    log.info("%s of %d modules from %d images on %d rank(s) in %.1fs", "corrections" if basis else "factors",
+             len(sums), len(indices), ranks.size, time.time() - t0)
     if not ranks.is_main:
         return
-    io.save_tensors(factor_tensors(sums), factors, {"fisher": cfg.fisher, "positions": "cls", "n": len(indices),
-                                                    "modules": list(sums), "config": asdict(cfg)})
+    io.save_tensors(factor_tensors(sums), out, {"fisher": cfg.fisher, "positions": "cls", "n": len(indices),
+                                                "modules": list(sums), "config": asdict(cfg),
+                                                **({"ekfac_basis": basis} if basis else {})})
 
 
 @dataclass
@@ -152,7 +166,7 @@ class EditStage(EvalStage):
 
 
 def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str, metrics: str, cost: str,
-          basis: str | None = None) -> None:
+          basis: str | None = None, corrections: str | None = None) -> None:
     """Rule vit_edits: one layer set, one method, every cutoff: the model is loaded and each layer
     decomposed once, and a cutoff evaluated by an earlier run with the same inputs is reused."""
     def prepare():
@@ -160,7 +174,8 @@ def edits(params: EditStage, *, model: str, data: str, val: str, corruption: str
         return vit, evaluate, basis
 
     rows, timings = sweep_cutoffs(params.edit, {"model": asdict(params.model), "eval": asdict(params.eval)},
-                                  {"model": model, "data": data, "val": val, "corruption": corruption, "basis": basis},
+                                  {"model": model, "data": data, "val": val, "corruption": corruption, "basis": basis,
+                                   "corrections": corrections},
                                   Path(metrics).parents[2] / ".memo", Path(cost).parents[2] / ".memo", prepare)
     for row in rows:
         _log_row(row)
@@ -259,10 +274,10 @@ def weight_decay_member(params: WeightDecayStage, *, model: str, data: str, val:
 
 def tables(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, family: list[str],
            table2: str, differences: str, sweep: str, activation: str, kfac_plot: str, svd_plot: str,
-           weight_decay: str, rho_steps: str) -> None:
+           weight_decay: str, rho_steps: str, frontier: str, budgets: str) -> None:
     """Rule vit_tables: the sweep, Table 2 at the headline setting with its intervals and the
     headline comparisons, the weight-decay family (App. H), the K-FAC sweep's steps between
-    consecutive rhos, and the DVC plot data."""
+    consecutive rhos, the frontier of bases, and the DVC plot data."""
     frame = sweep_table(load_edit_rows([baseline, *edits, *bsn]))
     io.save_csv(weight_decay_table([io.load_json(path) for path in family], params), weight_decay)
     t2 = make_table2(frame, params)
@@ -270,6 +285,9 @@ def tables(params: Headline, *, baseline: str, edits: list[str], bsn: list[str],
     io.save_csv(t2, table2)
     io.save_csv(table2_differences(t2), differences)
     io.save_csv(cutoff_steps(frame, "kfac", COUNTS), rho_steps)
+    points, budget = frontier_tables(frame, params)
+    io.save_csv(points, frontier)
+    io.save_csv(budget, budgets)
     io.save_csv(io.load_parquet(ratio), activation)
     io.save_csv(method_curve(frame, "kfac", params.layer_set, PLOT_COLUMNS, "rho"), kfac_plot)
     io.save_csv(method_curve(frame, "svd", params.layer_set, PLOT_COLUMNS, "drop_fraction"), svd_plot)

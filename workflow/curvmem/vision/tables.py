@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..artifacts import bsn_setting_token
+from ..frontier import Panel, budget_table, frontier_layer_sets, frontier_points
 from ..intervals import differences, with_intervals
 from ..paper import TABLE2_SETTING, TABLE2_VIT
 from ..sweep import bsn_description, sweep_frame
@@ -89,3 +90,15 @@ def weight_decay_table(members: list[dict], headline: Headline) -> pd.DataFrame:
                          "top10_ratio": bands["top 10%"], "bottom50_ratio": bands["bottom 50%"],
                          "band_separation": bands["bottom 50%"] / bands["top 10%"]})
     return with_intervals(pd.DataFrame(rows), COUNTS)
+
+
+# The frontier of bases: mislabeled images still memorized against validation accuracy lost (points).
+FRONTIER_PANELS = [Panel("memorized_train_pct", "val_acc_drop_pts", budgets=(1.0, 2.0, 5.0))]
+
+
+def frontier_tables(sweep: pd.DataFrame, headline: Headline) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(points, budgets) of the frontier of bases (`curvmem.frontier`) on the frontier's layer sets."""
+    base = sweep[sweep.method == "none"].iloc[0]
+    frame = sweep.assign(val_acc_drop_pts=base.val_acc_pct - sweep.val_acc_pct)
+    points = frontier_points(frame, frontier_layer_sets(frame, headline.layer_set), FRONTIER_PANELS)
+    return points, budget_table(points, FRONTIER_PANELS)
