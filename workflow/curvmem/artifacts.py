@@ -100,7 +100,7 @@ def cutoff_token(cutoff: float) -> str:
 
 
 # Edit method (a path's {method}) -> what its cutoff is (curvmem.edit edits by them). The first two are the
-# paper's; the others rank the same coefficients another way, for the frontier of bases (docs/method.md, section 9).
+# paper's; the others rank the same coefficients another way, for the frontier of bases (docs/method.md, section 10).
 METHODS = {
     "kfac": "rho: fraction of the K-FAC curvature mass kept (the paper's edit)",
     "svd": "fraction of singular values dropped (the paper's baseline)",

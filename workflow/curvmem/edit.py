@@ -1,6 +1,6 @@
 """Weight edits: keep a fraction rho of the K-FAC curvature mass (docs/method.md, section 3), the
 data-free SVD baseline, and the other ways of ranking a weight's components that the frontier of
-bases compares (docs/method.md, section 9).
+bases compares (docs/method.md, section 10).
 
 Keep-mass rule, for W (d_out x d_in) with G = U_G diag(lam) U_G^T and A = U_A diag(mu) U_A^T:
   C = U_G^T W U_A; pair (i, j) has mass lam_i * mu_j; rank all d_out * d_in pairs jointly by mass,
@@ -80,9 +80,8 @@ class MagnitudeEditor:
         assert U_in is None or U_in.shape == (d_in, d_in), f"input basis does not fit W {tuple(W.shape)}"
         self.dtype, self.shape = W.dtype, (d_out, d_in)
         self.U_out, self.U_in = U_out, U_in
-        C = W.float() if U_out is None else U_out.float().T @ W.float() @ U_in.float()  # (d_out, d_in)
-        self.C = C
-        self.order = torch.argsort(C.abs().flatten(), descending=True, stable=True)
+        self.C = W.float() if U_out is None else U_out.float().T @ W.float() @ U_in.float()  # (d_out, d_in)
+        self.order = torch.argsort(self.C.abs().flatten(), descending=True, stable=True)
 
     def kept_count(self, fraction: float) -> int:
         assert 0 < fraction <= 1, f"the kept fraction must be in (0, 1], got {fraction}"

@@ -1,4 +1,4 @@
-"""The frontier of bases (docs/method.md, section 9): memorization left against damage done, for
+"""The frontier of bases (docs/method.md, section 10): memorization left against damage done, for
 every way of ranking a weight's components, each swept over its own cutoff on the same layers.
 
 A point is an edit (a method, a layer set, a cutoff); a panel pairs one memorization metric with

@@ -10,7 +10,8 @@ One collector serves the ViT (CLS position only) and the language model (every p
 that has a next token): the caller's forward function says which positions count. Under
 torch.distributed each rank sums over its share of the batches and the sums are all-reduced
 (`distributed`); the labels drawn for a batch depend only on the seed and the batch's global
-index, so the factors do not depend on the number of ranks.
+index, so the factors do not depend on the number of ranks. Given the factors' eigenbasis, the
+same pass sums EK-FAC's eigenvalue correction instead (`collect_factors(..., basis=...)`).
 """
 from __future__ import annotations
 
