@@ -152,7 +152,7 @@ def test_one_job_per_cutoff_reruns_only_the_changed_cutoff(workdir, tmp_path):
     # the same sweep as grouped jobs gave: one job per cutoff changes how, not what, is computed
     grouped = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
     assert (work / "results/tables/vit_sweep.csv").read_text() == (workdir / "results/tables/vit_sweep.csv").read_text()
-    assert len(grouped) == 8
+    assert len(grouped) == 14  # baseline, 2 x (2 rhos + SVD), BSN, the frontier's 6 cutoffs
 
 
 def test_a_changed_cutoff_is_the_only_one_evaluated(workdir, tmp_path):
@@ -192,7 +192,7 @@ def test_changing_a_training_parameter_reruns_its_dependents_only(workdir):
     cfg = changed_config(workdir, "changed_train", lambda c: c["vit"]["train"].update(epochs=4))
     counts = job_counts(snakemake(workdir, *cfg, "-n"))
     # both members of the weight-decay family (the trained model is one of them) follow the recipe
-    assert counts == {"vit_train": 2, "vit_factors": 2, "vit_basis": 2, "vit_baseline": 1, "vit_edits": 4,
+    assert counts == {"vit_train": 2, "vit_factors": 2, "vit_basis": 2, "vit_ekfac": 1, "vit_baseline": 1, "vit_edits": 9,
                       "vit_bsn": 1, "vit_activation_ratio": 1, "vit_weight_decay": 2, "vit_tables": 1, "cost": 1,
                       "metrics": 1, "figures": 1}, counts
 
