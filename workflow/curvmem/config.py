@@ -71,8 +71,7 @@ def check_schema(config: dict) -> None:
 
 
 def check_cutoffs(arm: str, edit: dict) -> None:
-    """Cutoffs become file names: distinct cutoffs must give distinct names (`artifacts.cutoff_token`);
-    the frontier's layer sets are layer sets of the edits."""
+    """Cutoffs become file names: distinct cutoffs must give distinct names (`artifacts.cutoff_token`)."""
     frontier = edit.get("frontier") or {}
     lists = {key: edit[key] for key in ("rhos", "svd_drop_fractions")}
     lists.update({f"frontier.cutoffs.{m}": c for m, c in frontier.get("cutoffs", {}).items()})
@@ -80,7 +79,11 @@ def check_cutoffs(arm: str, edit: dict) -> None:
         tokens = [cutoff_token(c) for c in cutoffs]
         if len(set(tokens)) != len(tokens):
             raise ConfigError(f"config key {arm}.edit.{key}: {cutoffs} holds the same cutoff twice")
-    for i, name in enumerate(frontier.get("layer_sets", [])):
+
+
+def check_frontier(arm: str, edit: dict) -> None:
+    """The frontier's layer sets are layer sets of the edits (checked after the sets themselves)."""
+    for i, name in enumerate((edit.get("frontier") or {}).get("layer_sets", [])):
         if name not in edit["layer_sets"]:
             raise ConfigError(f"config key {arm}.edit.frontier.layer_sets[{i}]: {name!r} is not in {arm}.edit.layer_sets")
 
@@ -150,12 +153,14 @@ def validate(config: dict, memo: Memo | None = None) -> dict:
 
         check_cutoffs("vit", config["vit"]["edit"])
         vit_checks.check(config["vit"], config["scale"], memo)
+        check_frontier("vit", config["vit"]["edit"])
         check_bsn("vit", config["vit"])
     if "lm" in config:
         from .lm import checks as lm_checks
 
         check_cutoffs("lm", config["lm"]["edit"])
         lm_checks.check(config["lm"], config["scale"], memo)
+        check_frontier("lm", config["lm"]["edit"])
         check_bsn("lm", config["lm"])
     return config
 
