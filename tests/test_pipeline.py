@@ -97,7 +97,7 @@ def test_lm_arm_outputs(workdir):
     assert base.ndcg10 == pytest.approx(1.0)
     assert base.perplexity == pytest.approx(base.perplexity_batch_mean, rel=0.2)
     sweep = pd.read_csv(workdir / "results/tables/lm_sweep.csv")
-    assert len(sweep) == 1 + 2 * (2 + 1) + 2  # baseline + 2 layer sets x (2 rhos + 1 svd) + 2 BSN points
+    assert len(sweep) == 1 + 2 * (2 + 1) + 2 + 6  # baseline + 2 layer sets x (2 rhos + 1 svd) + 2 BSN + 6 frontier
     assert (sweep.ndcg10 <= 1 + 1e-9).all()
     selection = json.loads((workdir / "results/lm/selection.json").read_text())
     assert {m: selection[m]["method"] for m in ("kfac", "svd", "bsn")} == {"kfac": "kfac", "svd": "svd", "bsn": "bsn"}

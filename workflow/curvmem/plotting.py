@@ -169,6 +169,9 @@ def frontier_figure(points: pd.DataFrame, axis_labels: dict[str, str], title: st
     method's edits joined in order of damage, the unedited model a star, the Pareto front a black
     step line through its points (ringed)."""
     panels = list(dict.fromkeys(points.panel))
+    if not panels:  # e.g. nothing memorized, so no recitation to plot: said, not drawn
+        log.warning("no frontier points with both a memorization and a damage value: %s not drawn", name)
+        return
     columns = min(columns, len(panels))
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 4.6 * rows), squeeze=False)
