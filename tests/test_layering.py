@@ -5,7 +5,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "workflow" / "curvmem"
 CORE = {"common", "artifacts", "io", "layers"}
-ENGINE = {"kfac", "basis", "edit", "bsn", "activations", "training", "distributed", "sweep", "intervals", "plotting", "paper"}
+ENGINE = {"kfac", "basis", "edit", "bsn", "activations", "training", "distributed", "sweep", "intervals", "plotting", "paper",
+          "frontier"}
 PIPELINE = {"config", "cli", "study", "publish", "__main__", "__init__"}
 
 
