@@ -3,6 +3,7 @@ or lost to a failed or interrupted job is rebuilt by the next plain `snakemake -
 results/figures`, the console says in one line what failed and what to do, and following that
 advice works. Each test works on a copy of the finished test run."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,15 +13,31 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_run, job_counts, layout, snakemake
+from curvmem.artifacts import Stage
 
 pytestmark = pytest.mark.pipeline
 CFG = ("--configfile", "config/test.yaml")
 TABLES = ("table2_vit.csv", "vit_sweep.csv", "table1_lm.csv", "lm_sweep.csv")
 
 
-def same_tables(work: Path, reference: Path) -> None:
+def same_results(work: Path, reference: Path) -> None:
+    """The main tables, and every figure but the timings', byte for byte as the uninterrupted run
+    made them: a rebuild from the same inputs gives the same bytes (what DVC relies on)."""
     for name in TABLES:
         assert (work / "results/tables" / name).read_bytes() == (reference / "results/tables" / name).read_bytes(), name
+    figures = sorted(p.name for p in (reference / "results/figures").glob("*.png") if p.name != "cost.png")
+    assert len(figures) > 10, figures
+    differ = [name for name in figures
+              if (work / "results/figures" / name).read_bytes() != (reference / "results/figures" / name).read_bytes()]
+    assert not differ, f"figures differ from the uninterrupted run's: {differ}"
+
+
+def family_member(work: Path, rule: str) -> Stage:
+    """The weight-decay family's member that is not the trained model: its chain (model, factors,
+    basis, one member job) is the cheapest a deletion can hit, and it is a full chain all the same."""
+    family = layout(work).vit_family
+    member, = (token for token in family if family[token]["vit_train"].model != layout(work)["vit_train"].model)
+    return family[member][rule]
 
 
 def console_reason(proc, *rules: str) -> str:
@@ -36,20 +53,20 @@ def test_truncated_basis_names_itself_and_its_advice_works(test_run, tmp_path):
     """A corrupt basis fails the job that reads it with one line naming the file, the rule that
     makes it and what to do; doing exactly that rebuilds the basis and the lost edit results."""
     work = copy_run(test_run, tmp_path / "work")
-    basis = work / layout(work)["vit_basis"].basis
+    basis = work / family_member(work, "vit_basis").basis
     basis.write_bytes(basis.read_bytes()[: basis.stat().st_size // 2])
-    proc = snakemake(work, *CFG, check=False)  # the basis is newer than the edits: they rerun and fail
+    proc = snakemake(work, *CFG, check=False)  # the basis is newer than its member's job: it reruns and fails
     assert proc.returncode != 0
-    reason = console_reason(proc, "vit_edits", "vit_activation_ratio", "vit_weight_decay")  # whichever reads it first
+    reason = console_reason(proc, "vit_weight_decay")
     rel = basis.relative_to(work)
     assert f"{rel}: not a readable safetensors file" in reason and "(made by rule vit_basis)" in reason
     assert f"delete {rel} and rerun `snakemake --cores all results/figures`" in reason
     basis.unlink()  # the advice
     counts = job_counts(snakemake(work, *CFG, "-n"))
-    assert counts.get("vit_basis") == 1 and counts.get("vit_edits", 0) >= 1, counts
+    assert counts.get("vit_basis") == 1 and counts.get("vit_weight_decay") == 1, counts
     snakemake(work, *CFG)
     assert "Nothing to be done" in snakemake(work, *CFG, "-n")
-    same_tables(work, test_run)
+    same_results(work, test_run)
 
 
 def test_garbage_edit_result_then_deleted_is_rebuilt(test_run, tmp_path):
@@ -67,22 +84,23 @@ def test_garbage_edit_result_then_deleted_is_rebuilt(test_run, tmp_path):
     counts = job_counts(snakemake(work, *CFG, "-n"))
     assert counts == {"vit_edits": 1, "vit_tables": 1, "cost": 1, "metrics": 1, "figures": 1}, counts
     snakemake(work, *CFG)
-    same_tables(work, test_run)
+    same_results(work, test_run)
 
 
-@pytest.mark.parametrize("victim", ["edit", "model", "factors", "table"])
-def test_a_deleted_output_is_rebuilt_by_the_plain_command(test_run, tmp_path, victim):
+def test_deleted_outputs_are_rebuilt_by_the_plain_command(test_run, tmp_path):
+    """An edit result, a table, a model (the weight-decay member's: its factors and basis follow) and
+    EK-FAC corrections, deleted together: one plain run rebuilds each with its own rule."""
     work = copy_run(test_run, tmp_path / "work")
-    art = layout(work)
-    path = {"edit": "results/lm/edits/all/svd/all.json", "model": art["vit_train"].model,
-            "factors": art["lm_factors"].factors, "table": "results/tables/lm_facts.csv"}[victim]
-    (work / path).unlink()
+    victims = {"lm_edits": "results/lm/edits/all/svd/all.json", "lm_tables": "results/tables/lm_facts.csv",
+               "vit_train": family_member(work, "vit_train").model, "vit_ekfac": layout(work)["vit_ekfac"].corrections}
+    for path in victims.values():
+        (work / path).unlink()
     counts = job_counts(snakemake(work, *CFG, "-n"))
-    maker = {"edit": "lm_edits", "model": "vit_train", "factors": "lm_factors", "table": "lm_tables"}[victim]
-    assert counts.get(maker) == 1, counts
+    assert all(counts.get(maker) == 1 for maker in victims), counts
+    assert counts.get("vit_factors") == 1 and counts.get("vit_basis") == 1, counts  # the member's, after its model
     snakemake(work, *CFG)
-    assert (work / path).exists()
-    same_tables(work, test_run)
+    assert all((work / path).exists() for path in victims.values())
+    same_results(work, test_run)
 
 
 def start(work: Path, *args) -> subprocess.Popen:
@@ -126,18 +144,19 @@ def test_ctrl_c_during_a_forced_training_then_the_plain_command_rebuilds(test_ru
     snakemake(work, *CFG)
     assert (model / "model.safetensors").exists()
     assert "Nothing to be done" in snakemake(work, *CFG, "-n")
-    same_tables(work, test_run)
+    same_results(work, test_run)
 
 
 def test_ctrl_c_during_a_job_resumes_with_the_plain_command(test_run, tmp_path):
     """Ctrl-C in the middle of an edit job: the next plain run reruns it (no --rerun-incomplete)."""
     work = copy_run(test_run, tmp_path / "work")
-    for path in (work / "results/lm/edits").rglob("*.json"):
-        path.unlink()
-    (work / "logs/lm_baseline.log").unlink()
+    (work / "results/lm/edits/layer0/kfac/all.json").unlink()
+    shutil.rmtree(work / "results/lm/edits/.memo")  # else the job takes its cutoffs from there, in no time
+    log = work / "logs/lm_edits/layer0/kfac/all.log"
+    log.unlink()
     proc = start(work, *CFG)
-    interrupt_when(proc, work / "logs/lm_baseline.log", "curvmem")
+    interrupt_when(proc, log, "cutoff(s) to evaluate")  # the job has started; loading the model takes seconds
     assert proc.returncode != 0
     out = snakemake(work, *CFG)
     assert "IncompleteFilesException" not in out
-    same_tables(work, test_run)
+    same_results(work, test_run)

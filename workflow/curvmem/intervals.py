@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy.stats import binomtest
 
 LEVEL = 0.95
 
@@ -27,6 +26,8 @@ def count(pct: float, n: int) -> int:
 
 def wilson(pct: float, n: int) -> tuple[float, float]:
     """95% Wilson score interval of a percentage of n items, in percent (nan without items)."""
+    from scipy.stats import binomtest  # here, not at the top: scipy.stats costs every job ~1 s of start-up
+
     if not n or math.isnan(pct):
         return math.nan, math.nan
     ci = binomtest(count(pct, n), n).proportion_ci(LEVEL, method="wilson")
