@@ -29,6 +29,7 @@ def changed_rules(before: Layout, after: Layout) -> set[str]:
     (lambda c: c["vit"]["factors"].update(n_images=100), {"vit_factors", "vit_basis", "vit_ekfac"}),
     (lambda c: c["vit"]["edit"].update(rhos=[0.3]), set()),  # cheap results only
     (lambda c: c["vit"]["edit"]["frontier"]["cutoffs"].update(magnitude=[0.3]), set()),
+    (lambda c: c["lm"]["edit"]["frontier"].update(layer_sets=["layer0"]), {"lm_ekfac"}),  # collected there only
     (lambda c: c["lm"]["train"].update(steps=10), {"lm_train", "lm_sets", "lm_factors", "lm_basis", "lm_ekfac"}),
     (lambda c: c["lm"]["windows"].update(suffix=6), {"lm_sets"}),
     (lambda c: c["lm"]["world"].update(n_eval=5), {"lm_data", "lm_train", "lm_sets", "lm_factors", "lm_basis", "lm_ekfac"}),

@@ -138,6 +138,25 @@ def test_ekfac_correction_equals_each_samples_weight_gradient_in_the_eigenbasis(
         assert set(corrections[name]) == {"S", "n"}
 
 
+def test_ekfac_correction_of_a_module_does_not_depend_on_the_modules_collected_with_it():
+    """The rules collect S only for the frontier's modules: with labels drawn from the model (seeded
+    per batch), one module collected alone gets exactly what it gets after another module's pass."""
+    from curvmem.basis import curvature_basis
+    from curvmem.kfac import FactorConfig, ForwardResult, collect_factors, factor_tensors
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    X = torch.randn(12, 4)
+    forward = lambda model, batch: ForwardResult(model(batch), None, None)  # noqa: E731
+    batches = lambda: [X[:5], X[5:]]  # noqa: E731
+    every = FactorConfig(modules=["0", "2"], fisher="mc", max_modules_per_pass=1)  # "2" in the second pass
+    basis = curvature_basis(factor_tensors(collect_factors(net, every, batches, forward, progress=False)))
+    together = collect_factors(net, every, batches, forward, progress=False, basis=basis)
+    alone = collect_factors(net, FactorConfig(modules=["2"], fisher="mc"), batches, forward, progress=False, basis=basis)
+    assert list(alone) == ["2"]
+    torch.testing.assert_close(alone["2"]["S"], together["2"]["S"], rtol=0, atol=0)
+
+
 def test_ekfac_edit_ranks_pairs_by_the_corrected_mass():
     """With corrections that reverse K-FAC's order, the ekfac edit keeps what K-FAC drops."""
     net = torch.nn.Sequential(torch.nn.Linear(3, 2, bias=False))

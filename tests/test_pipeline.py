@@ -49,6 +49,10 @@ def test_full_dag_builds_every_output(workdir):
     assert all((workdir / "logs" / rule / f"{art[rule].fp}.log").exists() for rule in ("vit_train", "vit_factors"))
     for path in layout(workdir).expensive_paths():
         assert (workdir / path).exists(), path
+    from curvmem.io import load_tensors
+
+    corrected = {key.rsplit(".", 1)[0] for key in load_tensors(workdir / art["lm_ekfac"].corrections)}
+    assert corrected == {f"model.layers.{i}.mlp.{p}_proj" for i in (0, 1) for p in ("gate", "up")}  # the frontier's set
     metrics = json.loads((workdir / "results/metrics.json").read_text())
     assert metrics["vit"]["kfac"]["memorized_train_pct"] == table2.set_index("model").memorized_train_pct["kfac"]
 

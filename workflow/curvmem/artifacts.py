@@ -191,13 +191,20 @@ def vit_stages(vit: dict) -> list[Stage]:
         Stage("vit_factors", {"model": vit["model"], "factors": vit["factors"]},
               ["vit_train", "vit_data", "vit_corrupt"], version=FACTORS_VERSION),
         Stage("vit_basis", {}, ["vit_factors"]),
-    ] + ([Stage("vit_ekfac", {"model": vit["model"], "factors": vit["factors"]},
+    ] + ([Stage("vit_ekfac", {"model": vit["model"], "factors": vit["factors"], "modules": frontier_modules(vit)},
                 ["vit_train", "vit_data", "vit_corrupt", "vit_basis"], version=FACTORS_VERSION)] if uses_ekfac(vit) else [])
 
 
 def uses_ekfac(arm: dict) -> bool:
     """Whether an arm's frontier sweeps the EK-FAC edit (its corrections are then an artifact)."""
     return "ekfac" in ((arm["edit"].get("frontier") or {}).get("cutoffs") or {})
+
+
+def frontier_modules(arm: dict) -> list[str]:
+    """The module patterns of the frontier's layer sets: the only modules whose EK-FAC corrections
+    an edit reads, so the only ones collected."""
+    edit = arm["edit"]
+    return sorted({pattern for name in edit["frontier"]["layer_sets"] for pattern in edit["layer_sets"][name]})
 
 
 def lm_model_rule(lm: dict) -> str:
@@ -228,7 +235,8 @@ def lm_stages(lm: dict, file_digests: dict | None = None) -> list[Stage]:
         Stage("lm_basis", {}, ["lm_factors"]),
     ]
     if uses_ekfac(lm):
-        stages.append(Stage("lm_ekfac", {"factors": lm["factors"]}, [model, "lm_data", "lm_basis"],
+        stages.append(Stage("lm_ekfac", {"factors": lm["factors"], "modules": frontier_modules(lm)},
+                            [model, "lm_data", "lm_basis"],
                             version=FACTORS_VERSION))
     return stages
 

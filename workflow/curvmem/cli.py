@@ -5,7 +5,8 @@
 Every rule calls its stage function through this one entry point. The function's keyword-only
 arguments are the rule's named inputs and outputs (same names, so flags are written once, in the
 function signature); its first argument receives the rule's params as the dataclass it is
-annotated with, built here (`common.from_dict`) in one place for every stage.
+annotated with, built here (`common.from_dict`) in one place for every stage. A stage with a
+keyword argument `threads` gets the job's threads there, to divide its work itself.
 
 Everything the job prints goes to the log file. If it fails, one line saying why goes to the
 console, where Snakemake shows it above its own report, and the traceback stays in the log.
@@ -46,7 +47,7 @@ STAGES = {
     "vit_bsn": "curvmem.vision.stages:bsn",
     "vit_activation_ratio": "curvmem.vision.stages:activation_ratio",
     "vit_weight_decay": "curvmem.vision.stages:weight_decay_member",
-    "vit_tables": "curvmem.vision.stages:tables",
+    "vit_tables": "curvmem.vision.tables:stage",
     "lm_data": "curvmem.lm.stages:data",
     "lm_import": "curvmem.lm.stages:import_model",
     "lm_train": "curvmem.lm.stages:train",
@@ -59,7 +60,7 @@ STAGES = {
     "lm_edits": "curvmem.lm.stages:edits",
     "lm_bsn": "curvmem.lm.stages:bsn",
     "lm_activation_ratio": "curvmem.lm.stages:activation_ratio",
-    "lm_tables": "curvmem.lm.stages:tables",
+    "lm_tables": "curvmem.lm.tables:stage",
     "lm_headline": "curvmem.lm.stages:headline",
     "lm_benchmarks": "curvmem.lm.stages:benchmarks",
     "metrics": "curvmem.study:metrics",
@@ -86,7 +87,7 @@ def parser_for(rule: str, fn) -> argparse.ArgumentParser:
     p.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (torchrun; one per GPU)")
     hints = typing.get_type_hints(fn)
     for name, param in inspect.signature(fn).parameters.items():
-        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY or name == "threads":  # --threads, given as is
             continue
         many = typing.get_origin(hints.get(name)) is list
         optional = param.default is not inspect.Parameter.empty
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
 
             setup_torch(max(1, args.threads // ranks))  # the job's threads are shared by its ranks
         paths = {k: v for k, v in vars(args).items() if k not in ("params", "threads", "log", "ranks")}
+        if "threads" in inspect.signature(fn).parameters:  # a stage that divides its work itself
+            paths["threads"] = args.threads
         if ranks > 1:
             from . import distributed
 

@@ -149,37 +149,86 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
             lm_sweep: str | None = None, lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
             lm_selection: str | None = None, lm_train_metrics: str | None = None, lm_table6: str | None = None,
             lm_bands: str | None = None, lm_band_correlation: str | None = None, cost: str | None = None,
-            lm_benchmarks: str | None = None) -> None:
-    """Rule figures: every figure of the configured arms into one folder (each arm draws its own)."""
+            lm_benchmarks: str | None = None, threads: int = 1) -> None:
+    """Rule figures: every figure of the configured arms into one folder (each arm draws its own,
+    in a process of its own when the job has the threads)."""
+    out = Path(figures)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("the study: %d artifacts", len(study))
+    drawings = []  # (function, keyword arguments): each draws some figures into `out`
+    if vit_table2:
+        drawings.append((_vit_figures, dict(out=out, headline=params.vit_headline, table2=vit_table2, sweep=vit_sweep,
+                                            activation=vit_activation, spectra=vit_spectra,
+                                            train_metrics=vit_train_metrics, weight_decay=vit_weight_decay,
+                                            frontier=vit_frontier)))
+    if lm_table1:
+        drawings.append((_lm_figures, dict(out=out, table1=lm_table1, sweep=lm_sweep, tasks=lm_tasks, facts=lm_facts,
+                                           activation=lm_activation, selection=lm_selection, table6=lm_table6,
+                                           bands=lm_bands, band_correlation=lm_band_correlation,
+                                           frontier=lm_frontier, train_metrics=lm_train_metrics,
+                                           benchmarks=lm_benchmarks)))
+    if cost:
+        drawings.append((_cost_figure, dict(out=out, cost=cost)))
+    _in_processes(drawings, threads)
+
+
+def _in_processes(calls: list[tuple], processes: int) -> None:
+    """Each call in a forked process of its own, at most `processes` at a time (matplotlib is not
+    thread-safe, and every call writes files of its own); in this process where there is one."""
+    if processes < 2 or len(calls) < 2:
+        for fn, kwargs in calls:
+            fn(**kwargs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(processes, len(calls)), mp_context=multiprocessing.get_context("fork")) as pool:
+        for future in [pool.submit(fn, **kwargs) for fn, kwargs in calls]:
+            future.result()  # a failed drawing fails the job with its own exception
+
+
+def _csv(path: str):
+    import pandas as pd
+
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])  # "none" is a method, not a missing value
+
+
+def _vit_figures(out: Path, headline: dict, table2: str, sweep: str, activation: str, spectra: str,
+                 train_metrics: str, weight_decay: str, frontier: str) -> None:
+    import pandas as pd
+
+    from .common import from_dict
+    from .plotting import theme
+    from .vision import figures as vit_figures
+    from .vision.tables import Headline
+
+    theme()
+    vit_figures.draw(out, table2=pd.read_csv(table2), sweep=pd.read_csv(sweep), activation=pd.read_csv(activation),
+                     spectra=io.load_parquet(spectra), history=io.load_json(train_metrics)["history"],
+                     headline=from_dict(Headline, headline, "vit.headline"), weight_decay=pd.read_csv(weight_decay),
+                     frontier=_csv(frontier))
+
+
+def _lm_figures(out: Path, table1: str, sweep: str, tasks: str, facts: str, activation: str, selection: str,
+                table6: str, bands: str, band_correlation: str, frontier: str, train_metrics: str | None,
+                benchmarks: str | None) -> None:
+    import pandas as pd
+
+    from .lm import figures as lm_figures
+    from .plotting import theme
+
+    theme()
+    lm_figures.draw(out, table1=pd.read_csv(table1), sweep=_csv(sweep), tasks=pd.read_csv(tasks),
+                    facts=pd.read_csv(facts), activation=pd.read_csv(activation), selection=io.load_json(selection),
+                    table6=pd.read_csv(table6), bands=pd.read_csv(bands), band_correlation=pd.read_csv(band_correlation),
+                    frontier=_csv(frontier), history=io.load_json(train_metrics)["history"] if train_metrics else None,
+                    benchmarks=pd.read_csv(benchmarks) if benchmarks else None)
+
+
+def _cost_figure(out: Path, cost: str) -> None:
     import pandas as pd
 
     from .plotting import cost_figure, theme
 
     theme()
-    out = Path(figures)
-    out.mkdir(parents=True, exist_ok=True)
-    log.info("the study: %d artifacts", len(study))
-    if vit_table2:
-        from .common import from_dict
-        from .vision import figures as vit_figures
-        from .vision.tables import Headline
-
-        vit_figures.draw(out, table2=pd.read_csv(vit_table2), sweep=pd.read_csv(vit_sweep),
-                         activation=pd.read_csv(vit_activation), spectra=io.load_parquet(vit_spectra),
-                         history=io.load_json(vit_train_metrics)["history"],
-                         headline=from_dict(Headline, params.vit_headline, "vit.headline"),
-                         weight_decay=pd.read_csv(vit_weight_decay),
-                         frontier=pd.read_csv(vit_frontier, keep_default_na=False, na_values=[""]))
-    if lm_table1:
-        from .lm import figures as lm_figures
-
-        sweep = pd.read_csv(lm_sweep, keep_default_na=False, na_values=[""])
-        lm_figures.draw(out, table1=pd.read_csv(lm_table1), sweep=sweep, tasks=pd.read_csv(lm_tasks),
-                        facts=pd.read_csv(lm_facts), activation=pd.read_csv(lm_activation),
-                        selection=io.load_json(lm_selection), table6=pd.read_csv(lm_table6),
-                        bands=pd.read_csv(lm_bands), band_correlation=pd.read_csv(lm_band_correlation),
-                        frontier=pd.read_csv(lm_frontier, keep_default_na=False, na_values=[""]),
-                        history=io.load_json(lm_train_metrics)["history"] if lm_train_metrics else None,
-                        benchmarks=pd.read_csv(lm_benchmarks) if lm_benchmarks else None)
-    if cost:
-        cost_figure(pd.read_csv(cost), out)
+    cost_figure(pd.read_csv(cost), out)

@@ -165,6 +165,7 @@ rule figures:
                        subcategory=lambda w: report_place(w.name)[1], labels={"item": "{name}"}),
     params:
         **stage("figures", {"vit_headline": VIT["headline"] if VIT else {}}),
+    threads: 2  # each arm draws its figures in a process of its own
     log:
         "logs/figures.log",
     benchmark:

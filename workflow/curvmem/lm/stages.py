@@ -22,8 +22,7 @@ from ..edit import ModelEditor
 from ..common import InputError, pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import match_modules, resolve_layer_set
-from ..sweep import (CutoffMemo, EditSpec, cutoff_steps, load_edit_rows, method_curve, save_edit_rows, subnet_result,
-                     sweep_cutoffs)
+from ..sweep import CutoffMemo, EditSpec, save_edit_rows, subnet_result, sweep_cutoffs
 from . import SETS, harness, text
 from .activations import band_profile, empty_table, lm_activation_ratio
 from .data import DataStage, build
@@ -36,9 +35,7 @@ from .model import LMConfig, build_lm, import_pretrained, load_model_dir, resolv
 from .positions import lm_forward, sequence_losses
 from .sets import WindowConfig, summarize, verify
 from .stress import StressConfig, stress_test
-from .tables import (METHODS, PLOT_COLUMNS, SelectionConfig, band_correlation as correlate_bands, band_retention,
-                     benchmark_table, counted_metrics, fact_table, frontier_tables, headline_differences, select,
-                     stress_table, sweep_table, table1 as make_table1, table7 as make_table7, task_table)
+from .tables import METHODS, benchmark_table, stress_table
 from .tokens import doc_start_ids, pack
 from .train import LMTrainConfig, train_lm, world_tokenizer
 
@@ -162,13 +159,19 @@ def factors(params: FactorStage, *, model: str, clean: str, factors: str) -> Non
     _factor_pass(params, model, clean, factors)
 
 
-def ekfac(params: FactorStage, *, model: str, clean: str, basis: str, corrections: str) -> None:
+@dataclass
+class EKFACStage(FactorStage):
+    modules: list[str] = field(default_factory=list)  # the frontier's layer-set patterns: collected only there
+
+
+def ekfac(params: EKFACStage, *, model: str, clean: str, basis: str, corrections: str) -> None:
     """Rule lm_ekfac: EK-FAC's eigenvalue corrections in the curvature basis, from the factors' own
-    sequences and drawn labels (`kfac.collect_factors` with a basis)."""
-    _factor_pass(params, model, clean, corrections, basis)
+    sequences and drawn labels (`kfac.collect_factors` with a basis), for the frontier's modules."""
+    _factor_pass(params, model, clean, corrections, basis, params.modules)
 
 
-def _factor_pass(params: FactorStage, model: str, clean: str, out: str, basis: str | None = None) -> None:
+def _factor_pass(params: FactorStage, model: str, clean: str, out: str, basis: str | None = None,
+                 only: list[str] | None = None) -> None:
     cfg = params.factors
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -176,6 +179,9 @@ def _factor_pass(params: FactorStage, model: str, clean: str, out: str, basis: s
     if cfg.gradient_checkpointing:
         checkpoint_layers(lm)
     names = match_modules(linear_names(lm), cfg.modules)
+    if only:  # EK-FAC where an edit reads it; each sample's drawn label does not depend on the modules
+        names = resolve_layer_set(linear_names(lm), cfg.modules, only)
+        cfg = replace(cfg, modules=names)
     eigenbasis = load_basis(basis, {n: m for n, m in lm.named_modules() if n in names}) if basis else None
     sequences = factor_chunks(tokenizer, factor_texts(clean), cfg)[:cfg.n_sequences]
 
@@ -481,37 +487,3 @@ def benchmarks(params: BenchmarkStage, *, model: str, tasks: str, basis: str, se
     io.save_json({"choices": choices, "results": results}, scores)
     io.save_csv(benchmark_table(results, choices, families), table)
 
-
-def tables(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table1: str,
-           sweep: str, tasks: str, facts: str, activation: str, selection: str, kfac_plot: str, svd_plot: str,
-           table7: str, differences: str, profile: str, bands: str, band_correlation: str, rho_steps: str,
-           frontier: str, budgets: str) -> None:
-    """Rule lm_tables: the sweep, the headline choice of each method on memorized_train, Tables 1
-    and 7, tasks, facts, the headline comparisons with their intervals, the K-FAC sweep's steps
-    between consecutive rhos, and the frontier of bases."""
-    rows = load_edit_rows([baseline, *edits, *bsn])
-    frame = sweep_table(rows)
-    choices = {m: select(frame, m, params.max_perplexity_increase) for m in METHODS}
-    by_key = {(r["method"], r["layer_set"], r["setting"]): r for r in rows}
-    chosen = {"baseline": rows[0], **{m: by_key[(m, c["layer_set"], c["setting"])] for m, c in choices.items()}}
-    t1 = make_table1(frame, choices)
-    io.save_csv(frame, sweep)
-    io.save_json(choices, selection)
-    io.save_csv(t1, table1)
-    io.save_csv(make_table7(frame, choices), table7)
-    io.save_csv(headline_differences(frame, choices), differences)
-    io.save_csv(cutoff_steps(frame, "kfac", counted_metrics(frame, selection_set=True)), rho_steps)
-    points, budget = frontier_tables(frame, choices)
-    io.save_csv(points, frontier)
-    io.save_csv(budget, budgets)
-    task_frame = task_table(chosen)
-    io.save_csv(task_frame, tasks)
-    points = band_retention(frame, io.load_parquet(profile), task_frame, choices)
-    io.save_csv(points, bands)
-    io.save_csv(correlate_bands(points), band_correlation)
-    io.save_csv(fact_table(chosen), facts)
-    io.save_csv(io.load_parquet(ratio), activation)
-    for method, path, x in (("kfac", kfac_plot, "rho"), ("svd", svd_plot, "drop_fraction")):
-        io.save_csv(method_curve(frame, method, choices[method]["layer_set"], PLOT_COLUMNS, x), path)
-    log.info("selection: %s", choices)
-    log.info("Table 1 (ours beside the paper's):\n%s", t1.round(2).to_string(index=False))

@@ -10,19 +10,25 @@ Selection rule (per method: K-FAC, SVD, BalancedSubnet): among the edits whose p
 max_perplexity_increase, the lowest strict recitation on memorized_train; ties go to the lower
 perplexity. If no edit stays within the bound, the one with the smallest perplexity increase is taken
 and the selection says so. Validation windows and quotes are never looked at.
+
+`stage` is rule lm_tables (here, not in `stages`, so that the job never imports torch).
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import pandas as pd
 
+from .. import io
 from ..frontier import Panel, budget_table, frontier_layer_sets, frontier_points
 from ..intervals import differences, ratio, wilson, with_intervals
 from ..paper import RETENTION_LM, TABLE1_LM, TABLE1_SETTING, TABLE6_LM, TABLE7_LM
-from ..sweep import bsn_description, sweep_frame
+from ..sweep import bsn_description, cutoff_steps, load_edit_rows, method_curve, sweep_frame
 from . import SETS
+
+log = logging.getLogger(__name__)
 
 METHODS = ("kfac", "svd", "bsn")  # the edit methods, each with a headline edit
 RECITATION = ("strict_pct", "loose_pct", "levenshtein")
@@ -295,3 +301,42 @@ def frontier_tables(sweep: pd.DataFrame, choices: dict) -> tuple[pd.DataFrame, p
     frame = sweep.assign(task_retention_loss_pct=100 - mean_retention_pct(sweep))
     points = frontier_points(frame, frontier_layer_sets(frame, choices["kfac"]["layer_set"]), FRONTIER_PANELS)
     return points, budget_table(points, FRONTIER_PANELS)
+
+
+# the rule's files are named like these functions
+make_table1, make_table7, correlate_bands = table1, table7, band_correlation
+
+
+def stage(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table1: str,
+           sweep: str, tasks: str, facts: str, activation: str, selection: str, kfac_plot: str, svd_plot: str,
+           table7: str, differences: str, profile: str, bands: str, band_correlation: str, rho_steps: str,
+           frontier: str, budgets: str) -> None:
+    """Rule lm_tables: the sweep, the headline choice of each method on memorized_train, Tables 1
+    and 7, tasks, facts, the headline comparisons with their intervals, the K-FAC sweep's steps
+    between consecutive rhos, and the frontier of bases."""
+    rows = load_edit_rows([baseline, *edits, *bsn])
+    frame = sweep_table(rows)
+    choices = {m: select(frame, m, params.max_perplexity_increase) for m in METHODS}
+    by_key = {(r["method"], r["layer_set"], r["setting"]): r for r in rows}
+    chosen = {"baseline": rows[0], **{m: by_key[(m, c["layer_set"], c["setting"])] for m, c in choices.items()}}
+    t1 = make_table1(frame, choices)
+    io.save_csv(frame, sweep)
+    io.save_json(choices, selection)
+    io.save_csv(t1, table1)
+    io.save_csv(make_table7(frame, choices), table7)
+    io.save_csv(headline_differences(frame, choices), differences)
+    io.save_csv(cutoff_steps(frame, "kfac", counted_metrics(frame, selection_set=True)), rho_steps)
+    points, budget = frontier_tables(frame, choices)
+    io.save_csv(points, frontier)
+    io.save_csv(budget, budgets)
+    task_frame = task_table(chosen)
+    io.save_csv(task_frame, tasks)
+    points = band_retention(frame, io.load_parquet(profile), task_frame, choices)
+    io.save_csv(points, bands)
+    io.save_csv(correlate_bands(points), band_correlation)
+    io.save_csv(fact_table(chosen), facts)
+    io.save_csv(io.load_parquet(ratio), activation)
+    for method, path, x in (("kfac", kfac_plot, "rho"), ("svd", svd_plot, "drop_fraction")):
+        io.save_csv(method_curve(frame, method, choices[method]["layer_set"], PLOT_COLUMNS, x), path)
+    log.info("selection: %s", choices)
+    log.info("Table 1 (ours beside the paper's):\n%s", t1.round(2).to_string(index=False))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +17,15 @@ from .. import distributed, io
 from ..basis import load_basis
 from ..common import pick_device, seed_everything
 from ..kfac import collect_factors, factor_tensors, linear_names
-from ..layers import match_modules
+from ..layers import match_modules, resolve_layer_set
 from ..bsn import SubnetSpec
-from ..sweep import (EditSpec, cutoff_steps, load_edit_rows, method_curve, save_edit_rows, subnet_result,
-                     sweep_cutoffs)
+from ..sweep import EditSpec, save_edit_rows, subnet_result, sweep_cutoffs
 from .activations import vit_activation_ratio
 from .data import (CorruptionConfig, DataConfig, ImageSet, batches, clean_subset, corrupt_labels, noisy_labels,
                    prepare_fashion_mnist, prepare_imagefolder, split_labels)
 from .evaluate import EvalConfig, VitEvaluation
 from .factors import ViTFactorConfig, cls_forward
 from .model import ViTConfig, build_vit, load_vit
-from .tables import (COUNTS, PLOT_COLUMNS, Headline, frontier_tables, sweep_table, table2 as make_table2, table2_differences,
-                     weight_decay_table)
 from .train import TrainConfig, train as train_vit
 
 log = logging.getLogger(__name__)
@@ -102,18 +99,27 @@ def factors(params: FactorStage, *, model: str, data: str, corruption: str, fact
     _factor_pass(params, model, data, corruption, factors)
 
 
-def ekfac(params: FactorStage, *, model: str, data: str, corruption: str, basis: str, corrections: str) -> None:
+@dataclass
+class EKFACStage(FactorStage):
+    modules: list[str] = field(default_factory=list)  # the frontier's layer-set patterns: collected only there
+
+
+def ekfac(params: EKFACStage, *, model: str, data: str, corruption: str, basis: str, corrections: str) -> None:
     """Rule vit_ekfac: EK-FAC's eigenvalue corrections in the curvature basis, from the factors' own
-    images and drawn labels (`kfac.collect_factors` with a basis)."""
-    _factor_pass(params, model, data, corruption, corrections, basis)
+    images and drawn labels (`kfac.collect_factors` with a basis), for the frontier's modules."""
+    _factor_pass(params, model, data, corruption, corrections, basis, params.modules)
 
 
-def _factor_pass(params: FactorStage, model: str, data: str, corruption: str, out: str, basis: str | None = None):
+def _factor_pass(params: FactorStage, model: str, data: str, corruption: str, out: str, basis: str | None = None,
+                 only: list[str] | None = None):
     cfg = params.factors
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     vit = load_vit(params.model, model).to(device)
     names = match_modules(linear_names(vit), cfg.modules)
+    if only:  # EK-FAC where an edit reads it; each sample's drawn label does not depend on the modules
+        names = resolve_layer_set(linear_names(vit), cfg.modules, only)
+        cfg = replace(cfg, modules=names)
     eigenbasis = load_basis(basis, {n: m for n, m in vit.named_modules() if n in names}) if basis else None
     indices = factor_images(io.load_json(corruption), cfg)
     ranks = distributed.ranks()
@@ -271,24 +277,3 @@ def weight_decay_member(params: WeightDecayStage, *, model: str, data: str, val:
     io.save_json({"weight_decay": params.weight_decay, "edits": rows, "activation": ratio.to_dict("records")},
                  metrics)
 
-
-def tables(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, family: list[str],
-           table2: str, differences: str, sweep: str, activation: str, kfac_plot: str, svd_plot: str,
-           weight_decay: str, rho_steps: str, frontier: str, budgets: str) -> None:
-    """Rule vit_tables: the sweep, Table 2 at the headline setting with its intervals and the
-    headline comparisons, the weight-decay family (App. H), the K-FAC sweep's steps between
-    consecutive rhos, the frontier of bases, and the DVC plot data."""
-    frame = sweep_table(load_edit_rows([baseline, *edits, *bsn]))
-    io.save_csv(weight_decay_table([io.load_json(path) for path in family], params), weight_decay)
-    t2 = make_table2(frame, params)
-    io.save_csv(frame, sweep)
-    io.save_csv(t2, table2)
-    io.save_csv(table2_differences(t2), differences)
-    io.save_csv(cutoff_steps(frame, "kfac", COUNTS), rho_steps)
-    points, budget = frontier_tables(frame, params)
-    io.save_csv(points, frontier)
-    io.save_csv(budget, budgets)
-    io.save_csv(io.load_parquet(ratio), activation)
-    io.save_csv(method_curve(frame, "kfac", params.layer_set, PLOT_COLUMNS, "rho"), kfac_plot)
-    io.save_csv(method_curve(frame, "svd", params.layer_set, PLOT_COLUMNS, "drop_fraction"), svd_plot)
-    log.info("Table 2 (ours beside the paper's):\n%s", t2.round(1).to_string(index=False))

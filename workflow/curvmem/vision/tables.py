@@ -1,15 +1,20 @@
-"""Vision tables: every edit of the sweep, and the paper's Table 2 at the headline setting."""
+"""Vision tables: every edit of the sweep, and the paper's Table 2 at the headline setting; `stage` is
+rule vit_tables (here, not in `stages`, so that the job never imports torch: seconds of every rebuild)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .. import io
 from ..artifacts import bsn_setting_token
 from ..frontier import Panel, budget_table, frontier_layer_sets, frontier_points
 from ..intervals import differences, with_intervals
 from ..paper import TABLE2_SETTING, TABLE2_VIT
-from ..sweep import bsn_description, sweep_frame
+from ..sweep import bsn_description, cutoff_steps, load_edit_rows, method_curve, sweep_frame
+
+log = logging.getLogger(__name__)
 
 METRICS = ["memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"]
 SWEEP_COLUMNS = ["method", "layer_set", "cutoff", "setting", "kept_fraction", *METRICS, "other_class_pct",
@@ -102,3 +107,28 @@ def frontier_tables(sweep: pd.DataFrame, headline: Headline) -> tuple[pd.DataFra
     frame = sweep.assign(val_acc_drop_pts=base.val_acc_pct - sweep.val_acc_pct)
     points = frontier_points(frame, frontier_layer_sets(frame, headline.layer_set), FRONTIER_PANELS)
     return points, budget_table(points, FRONTIER_PANELS)
+
+
+make_table2 = table2  # the rule's output file is named table2
+
+
+def stage(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, family: list[str],
+           table2: str, differences: str, sweep: str, activation: str, kfac_plot: str, svd_plot: str,
+           weight_decay: str, rho_steps: str, frontier: str, budgets: str) -> None:
+    """Rule vit_tables: the sweep, Table 2 at the headline setting with its intervals and the
+    headline comparisons, the weight-decay family (App. H), the K-FAC sweep's steps between
+    consecutive rhos, the frontier of bases, and the DVC plot data."""
+    frame = sweep_table(load_edit_rows([baseline, *edits, *bsn]))
+    io.save_csv(weight_decay_table([io.load_json(path) for path in family], params), weight_decay)
+    t2 = make_table2(frame, params)
+    io.save_csv(frame, sweep)
+    io.save_csv(t2, table2)
+    io.save_csv(table2_differences(t2), differences)
+    io.save_csv(cutoff_steps(frame, "kfac", COUNTS), rho_steps)
+    points, budget = frontier_tables(frame, params)
+    io.save_csv(points, frontier)
+    io.save_csv(budget, budgets)
+    io.save_csv(io.load_parquet(ratio), activation)
+    io.save_csv(method_curve(frame, "kfac", params.layer_set, PLOT_COLUMNS, "rho"), kfac_plot)
+    io.save_csv(method_curve(frame, "svd", params.layer_set, PLOT_COLUMNS, "drop_fraction"), svd_plot)
+    log.info("Table 2 (ours beside the paper's):\n%s", t2.round(1).to_string(index=False))
