@@ -97,7 +97,9 @@ def test_deleted_outputs_are_rebuilt_by_the_plain_command(test_run, tmp_path):
         (work / path).unlink()
     counts = job_counts(snakemake(work, *CFG, "-n"))
     assert all(counts.get(maker) == 1 for maker in victims), counts
-    assert counts.get("vit_factors") == 1 and counts.get("vit_basis") == 1, counts  # the member's, after its model
+    # the member's factors read the lost model; its basis reads factors that are there (ancient inputs:
+    # an artifact's path says what it holds, so the rebuilt factors are the same bytes)
+    assert counts.get("vit_factors") == 1 and "vit_basis" not in counts, counts
     snakemake(work, *CFG)
     assert all((work / path).exists() for path in victims.values())
     same_results(work, test_run)
