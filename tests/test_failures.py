@@ -54,8 +54,8 @@ def test_killed_jobs_then_rerun_give_byte_identical_outputs(test_run, tmp_path):
     run()
     ours, reference = all_outputs(work), all_outputs(test_run)
     assert all(target in ours or f"{target}/config.json" in ours for target in targets), sorted(ours)
-    missing = sorted(set(ours) - set(reference))
-    assert not missing, f"not in the uninterrupted run: {missing}"
+    extra = sorted(set(ours) - set(reference))
+    assert not extra, f"not in the uninterrupted run: {extra}"
     differ = [name for name in ours if ours[name] != reference[name]]
     assert not differ, f"differ from the uninterrupted run: {differ}"
 

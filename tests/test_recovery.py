@@ -51,7 +51,7 @@ def console_reason(proc, *rules: str) -> str:
 
 def test_truncated_basis_names_itself_and_its_advice_works(test_run, tmp_path):
     """A corrupt basis fails the job that reads it with one line naming the file, the rule that
-    makes it and what to do; doing exactly that rebuilds the basis and the lost edit results."""
+    makes it and what to do; doing exactly that rebuilds the basis and the result that reads it."""
     work = copy_run(test_run, tmp_path / "work")
     basis = work / family_member(work, "vit_basis").basis
     basis.write_bytes(basis.read_bytes()[: basis.stat().st_size // 2])
@@ -88,8 +88,8 @@ def test_garbage_edit_result_then_deleted_is_rebuilt(test_run, tmp_path):
 
 
 def test_deleted_outputs_are_rebuilt_by_the_plain_command(test_run, tmp_path):
-    """An edit result, a table, a model (the weight-decay member's: its factors and basis follow) and
-    EK-FAC corrections, deleted together: one plain run rebuilds each with its own rule."""
+    """An edit result, a table, a model (the weight-decay member's: its factors and member job follow)
+    and EK-FAC corrections, deleted together: one plain run rebuilds each with its own rule."""
     work = copy_run(test_run, tmp_path / "work")
     victims = {"lm_edits": "results/lm/edits/all/svd/all.json", "lm_tables": "results/tables/lm_facts.csv",
                "vit_train": family_member(work, "vit_train").model, "vit_ekfac": layout(work)["vit_ekfac"].corrections}
@@ -159,6 +159,7 @@ def test_ctrl_c_during_a_job_resumes_with_the_plain_command(test_run, tmp_path):
     proc = start(work, *CFG)
     interrupt_when(proc, log, "cutoff(s) to evaluate")  # the job has started; loading the model takes seconds
     assert proc.returncode != 0
+    assert not (work / "results/lm/edits/layer0/kfac/all.json").exists(), "the job finished before the interrupt"
     out = snakemake(work, *CFG)
     assert "IncompleteFilesException" not in out
     same_results(work, test_run)
