@@ -81,3 +81,23 @@ def test_weight_decay_family_shares_the_trained_model_and_fingerprints_the_other
     assert changed_rules(before, after) == set() and "0.5" in after.vit_family
     with pytest.raises(KeyError, match="no artifact of rule vit_train .* fingerprint 0123456789"):
         layout.stage("vit_train", "0123456789")
+
+
+@pytest.mark.parametrize("arm, model_rule", [("vit", "vit_train"), ("lm", "lm_train")])
+def test_the_other_fishers_factors_and_basis_are_artifacts_of_their_own(arm, model_rule):
+    """kfac_empirical in the frontier gives the arm a second factors and basis, from the same model and
+    data, at paths of their own; dropping it, or changing its cutoffs, moves none of the main chain."""
+    layout = Layout(CONFIG)
+    other = layout.fisher_bases[arm]["empirical"]
+    factors, basis = other[f"{arm}_factors"], other[f"{arm}_basis"]
+    assert factors.params["factors"]["fisher"] == "empirical" and layout[f"{arm}_factors"].params["factors"]["fisher"] == "mc"
+    assert factors.outputs != layout[f"{arm}_factors"].outputs and basis.outputs != layout[f"{arm}_basis"].outputs
+    assert layout.upstream(f"{arm}_factors", factors.fp, model_rule) is layout[model_rule]
+    assert layout.upstream(f"{arm}_basis", basis.fp, f"{arm}_factors") is factors
+    paths = layout.expensive_paths()
+    assert len(paths) == len(set(paths)) and set(basis.outputs.values()) <= set(paths)
+    before, after = paths_after(lambda c: c[arm]["edit"]["frontier"]["cutoffs"].pop("kfac_empirical"))
+    assert changed_rules(before, after) == set() and after.fisher_bases[arm] == {}
+    before, after = paths_after(lambda c: c[arm]["edit"]["frontier"]["cutoffs"].update(kfac_empirical=[0.5]))
+    assert changed_rules(before, after) == set()
+    assert after.fisher_bases[arm]["empirical"][f"{arm}_basis"].outputs == basis.outputs

@@ -150,7 +150,7 @@ def test_two_ranks_give_the_factors_and_the_model_of_one(test_run, tmp_path):
             if name.endswith(".n"):  # every sample counted exactly once
                 assert two[name].item() == one[path][name].item(), name
         assert max_relative_difference(two, one[path]) < 1e-5, path
-    log = (work / "logs/lm_factors.log").read_text()
+    log = (work / f"logs/lm_factors/{art['lm_factors'].fp}.log").read_text()
     assert "rank 1/2" in log and "on 2 rank(s)" in log, log[-2000:]
 
     model, metrics = art["vit_train"].model, art["vit_train"].metrics

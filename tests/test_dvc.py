@@ -65,10 +65,10 @@ def test_plain_dvc_pull_recomputes_nothing_pulled(pulled, test_run):
     clone, present, counts = pulled
     assert present == layout(clone).expensive_paths()
     assert not EXPENSIVE & set(counts), f"a plain dvc pull left expensive jobs to run: {counts}"
-    # edits: 2 layer sets x (K-FAC, SVD) + the frontier's 5 methods, per arm
-    assert counts == {"vit_baseline": 1, "vit_edits": 9, "vit_bsn": 1, "vit_activation_ratio": 1,
-                      "vit_weight_decay": 2, "vit_tables": 1,
-                      "lm_baseline": 1, "lm_edits": 9, "lm_bsn": 2, "lm_activation_ratio": 1, "lm_tables": 1,
+    # edits: 2 layer sets x (K-FAC, SVD) + the frontier's 6 methods, per arm
+    assert counts == {"vit_baseline": 1, "vit_edits": 10, "vit_bsn": 1, "vit_activation_ratio": 1,
+                      "vit_weight_decay": 2, "vit_fisher_overlap": 1, "vit_tables": 1, "lm_fisher_overlap": 1,
+                      "lm_baseline": 1, "lm_edits": 10, "lm_bsn": 2, "lm_activation_ratio": 1, "lm_tables": 1,
                       "lm_headline": 1, "cost": 1, "metrics": 1, "figures": 1}, counts  # cheap results: not published
     for name in ("table2_vit.csv", "vit_sweep.csv", "table1_lm.csv", "lm_sweep.csv"):
         assert (clone / "results/tables" / name).read_bytes() == (test_run / "results/tables" / name).read_bytes()
@@ -102,9 +102,10 @@ def test_parameter_changes_after_a_pull_rerun_exactly_their_dependents(pulled):
     config["lm"]["factors"]["n_sequences"] = 24  # fewer factor sequences: factors, basis and what reads them
     (clone / "config/changed.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(clone, "--configfile", "config/changed.yaml", "-n"))
-    # the edits that read the basis: K-FAC of 2 layer sets, kfac_scaled, ekfac, activation (not SVD, magnitude, random)
-    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_tables": 1, "lm_factors": 1, "lm_basis": 1,
-                      "lm_ekfac": 1, "lm_edits": 5, "lm_bsn": 2,
+    # both Fisher types' factors and basis, the edits that read a basis: K-FAC of 2 layer sets, kfac_scaled, ekfac,
+    # activation, kfac_empirical (not SVD, magnitude, random), and the Fisher comparison
+    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_tables": 1, "lm_factors": 2, "lm_basis": 2,
+                      "lm_ekfac": 1, "lm_edits": 6, "lm_bsn": 2, "lm_fisher_overlap": 1,
                       "lm_activation_ratio": 1, "lm_tables": 1, "lm_headline": 1, "cost": 1, "metrics": 1,
                       "figures": 1}, counts
 

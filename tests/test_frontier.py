@@ -12,7 +12,7 @@ from curvmem.edit import CurvatureEditor, MagnitudeEditor, ModelEditor, edit_mod
 from curvmem.frontier import Panel, budget_table, frontier_points, pareto_front
 
 NO_EDIT = {"kfac": 1.0, "kfac_scaled": 1.0, "ekfac": 1.0, "activation": 1.0, "svd": 0.0, "magnitude": 1.0,
-           "random": 1.0}
+           "random": 1.0, "kfac_mc": 1.0, "kfac_empirical": 1.0}
 
 
 def net_and_basis(seed=0):
@@ -223,6 +223,8 @@ def test_points_and_budgets_by_hand():
     ({"cutoffs": {"magnitude": [0.5, 0.50]}}, "config key vit.edit.frontier.cutoffs.magnitude: has duplicate entries"),
     ({"cutoffs": {"lowrank": [0.5]}}, "config key vit.edit.frontier.cutoffs.lowrank: unknown key"),
     ({"alpha": 1.0}, "config key vit.edit.frontier.alpha"),
+    ({"cutoffs": {"kfac_mc": [0.5]}}, "config key vit.edit.frontier.cutoffs.kfac_mc: the factors are already the mc "
+                                      "Fisher"),
 ])
 def test_frontier_config_errors_name_the_key(frontier, message):
     import yaml

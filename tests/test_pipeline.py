@@ -3,8 +3,10 @@ parameter change reruns exactly the jobs that depend on it."""
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import job_counts, layout, run_module, snakemake
@@ -32,11 +34,11 @@ def test_full_dag_builds_every_output(workdir):
     for col in ("memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"):
         assert table2[col].between(0, 100).all()
     sweep = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
-    # baseline + 2 layer sets x (2 rhos + 1 svd) + 1 BSN point + the frontier's 6 cutoffs on first_last
-    assert len(sweep) == 1 + 2 * (2 + 1) + 1 + 6
+    # baseline + 2 layer sets x (2 rhos + 1 svd) + 1 BSN point + the frontier's 7 cutoffs on first_last
+    assert len(sweep) == 1 + 2 * (2 + 1) + 1 + 7
     frontier = pd.read_csv(workdir / "results/tables/vit_frontier.csv", keep_default_na=False, na_values=[""])
-    assert set(frontier.method) == {"none", "kfac", "kfac_scaled", "ekfac", "svd", "bsn", "activation", "magnitude",
-                                   "random"}
+    assert set(frontier.method) == {"none", "kfac", "kfac_empirical", "kfac_scaled", "ekfac", "svd", "bsn", "activation",
+                                   "magnitude", "random"}
     assert set(frontier.layer_set.dropna()) == {"first_last"} and frontier.on_front.any()
     figures = sorted(p.name for p in (workdir / "results/figures").glob("*.png"))
     assert figures == ["cost.png", "lm_activation_ratio.png", "lm_band_vs_retention.png", "lm_facts_vs_frequency.png",
@@ -45,14 +47,26 @@ def test_full_dag_builds_every_output(workdir):
                        "vit_activation_ratio.png", "vit_frontier.png", "vit_rho_profile.png", "vit_rho_sweep.png", "vit_spectra.png",
                        "vit_table2.png", "vit_training.png", "vit_weight_decay.png"]
     art = layout(workdir)
-    assert all((workdir / "logs" / f"{rule}.log").exists() for rule in ("lm_train", "lm_factors", "figures"))
-    assert all((workdir / "logs" / rule / f"{art[rule].fp}.log").exists() for rule in ("vit_train", "vit_factors"))
+    assert all((workdir / "logs" / f"{rule}.log").exists() for rule in ("lm_train", "figures"))
+    assert all((workdir / "logs" / rule / f"{art[rule].fp}.log").exists() for rule in ("vit_train", "vit_factors",
+                                                                                        "lm_factors"))
     for path in layout(workdir).expensive_paths():
         assert (workdir / path).exists(), path
     from curvmem.io import load_tensors
 
     corrected = {key.rsplit(".", 1)[0] for key in load_tensors(workdir / art["lm_ekfac"].corrections)}
     assert corrected == {f"model.layers.{i}.mlp.{p}_proj" for i in (0, 1) for p in ("gate", "up")}  # the frontier's set
+    for arm, n_modules in (("vit", 4), ("lm", 4)):  # the Fisher comparison on the frontier's modules
+        mc, empirical = (load_tensors(workdir / stages[f"{arm}_factors"].factors)
+                         for stages in (art.stages, art.fisher_bases[arm]["empirical"]))
+        assert all(torch.equal(mc[k], empirical[k]) for k in mc if ".A" in k or k.endswith(".n"))  # no label enters A
+        assert not all(torch.equal(mc[k], empirical[k]) for k in mc if ".G" in k)
+        overlap = pd.read_csv(workdir / f"results/tables/{arm}_fisher_overlap.csv")
+        assert overlap.module.nunique() == n_modules and set(overlap.factor) == {"G", "A", "pairs"}
+        assert np.allclose(overlap[overlap.factor == "A"].overlap, 1.0, atol=1e-5)
+        assert overlap.overlap.between(0, 1 + 1e-6).all() and (overlap.overlap >= overlap.chance - 0.2).all()
+        edits = pd.read_csv(workdir / f"results/tables/{arm}_fisher_edits.csv")
+        assert set(zip(edits.rho, edits.other_method)) == {(0.9, "kfac_empirical")}, edits
     metrics = json.loads((workdir / "results/metrics.json").read_text())
     assert metrics["vit"]["kfac"]["memorized_train_pct"] == table2.set_index("model").memorized_train_pct["kfac"]
 
@@ -101,7 +115,7 @@ def test_lm_arm_outputs(workdir):
     assert base.ndcg10 == pytest.approx(1.0)
     assert base.perplexity == pytest.approx(base.perplexity_batch_mean, rel=0.2)
     sweep = pd.read_csv(workdir / "results/tables/lm_sweep.csv")
-    assert len(sweep) == 1 + 2 * (2 + 1) + 2 + 6  # baseline + 2 layer sets x (2 rhos + 1 svd) + 2 BSN + 6 frontier
+    assert len(sweep) == 1 + 2 * (2 + 1) + 2 + 7  # baseline + 2 layer sets x (2 rhos + 1 svd) + 2 BSN + 7 frontier
     assert (sweep.ndcg10 <= 1 + 1e-9).all()
     selection = json.loads((workdir / "results/lm/selection.json").read_text())
     assert {m: selection[m]["method"] for m in ("kfac", "svd", "bsn")} == {"kfac": "kfac", "svd": "svd", "bsn": "bsn"}
@@ -156,7 +170,7 @@ def test_one_job_per_cutoff_reruns_only_the_changed_cutoff(workdir, tmp_path):
     # the same sweep as grouped jobs gave: one job per cutoff changes how, not what, is computed
     grouped = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
     assert (work / "results/tables/vit_sweep.csv").read_text() == (workdir / "results/tables/vit_sweep.csv").read_text()
-    assert len(grouped) == 14  # baseline, 2 x (2 rhos + SVD), BSN, the frontier's 6 cutoffs
+    assert len(grouped) == 15  # baseline, 2 x (2 rhos + SVD), BSN, the frontier's 7 cutoffs
 
 
 def test_a_changed_cutoff_is_the_only_one_evaluated(workdir, tmp_path):

@@ -37,6 +37,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "vit_factors": {"factors": "results/vit/factors-{fp}.safetensors"},
     "vit_basis": {"basis": "results/vit/basis-{fp}.safetensors", "spectra": "results/vit/spectra-{fp}.parquet"},
     "vit_ekfac": {"corrections": "results/vit/ekfac-{fp}.safetensors"},  # only with frontier method ekfac
+    "vit_fisher_overlap": {"overlap": "results/tables/vit_fisher_overlap.csv"},  # only with a kfac_<fisher> method
     "vit_baseline": {"metrics": "results/vit/edits/baseline.json"},
     "vit_edits": {"metrics": "results/vit/edits/{layer_set}/{method}/{chunk}.json",
                   "cost": "results/cost/vit_edits/{layer_set}/{method}/{chunk}.json"},
@@ -49,7 +50,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                    "activation": "results/tables/vit_activation_ratio.csv",
                    "kfac_plot": "results/plots/vit_kfac_sweep.csv", "svd_plot": "results/plots/vit_svd_sweep.csv",
                    "weight_decay": "results/tables/vit_weight_decay.csv", "rho_steps": "results/tables/vit_rho_steps.csv",
-                   "frontier": "results/tables/vit_frontier.csv", "budgets": "results/tables/vit_frontier_budgets.csv"},
+                   "frontier": "results/tables/vit_frontier.csv", "budgets": "results/tables/vit_frontier_budgets.csv",
+                   "fisher": "results/tables/vit_fisher_edits.csv"},
     # language-model arm
     "lm_data": {**{name: f"data/lm/{name}-{{fp}}.parquet" for name in ("train_docs", "candidates", "clean", "tasks")},
                 "manifest": "data/lm/text_manifest-{fp}.json"},  # what text was read (lm/text.py)
@@ -60,6 +62,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "lm_factors": {"factors": "results/lm/factors-{fp}.safetensors"},
     "lm_basis": {"basis": "results/lm/basis-{fp}.safetensors", "spectra": "results/lm/spectra-{fp}.parquet"},
     "lm_ekfac": {"corrections": "results/lm/ekfac-{fp}.safetensors"},  # only with frontier method ekfac
+    "lm_fisher_overlap": {"overlap": "results/tables/lm_fisher_overlap.csv"},  # only with a kfac_<fisher> method
     "lm_baseline": {"metrics": "results/lm/edits/baseline.json", "reference": "results/lm/reference_top10.safetensors"},
     "lm_edits": {"metrics": "results/lm/edits/{layer_set}/{method}/{chunk}.json",
                  "cost": "results/cost/lm_edits/{layer_set}/{method}/{chunk}.json"},
@@ -74,7 +77,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
                   "table7": "results/tables/table7_lm_coherence.csv", "differences": "results/tables/lm_differences.csv",
                   "bands": "results/tables/lm_band_retention.csv", "band_correlation": "results/tables/lm_band_correlation.csv",
                   "rho_steps": "results/tables/lm_rho_steps.csv", "frontier": "results/tables/lm_frontier.csv",
-                  "budgets": "results/tables/lm_frontier_budgets.csv"},
+                  "budgets": "results/tables/lm_frontier_budgets.csv", "fisher": "results/tables/lm_fisher_edits.csv"},
     "lm_benchmarks": {"scores": "results/lm/benchmarks.json", "table": "results/tables/lm_benchmarks.csv",
                       "harness_tasks": "results/lm/harness_tasks"},  # only with lm.benchmarks (lm/harness.py)
     "lm_headline": {"stress": "results/lm/stress.json", "table6": "results/tables/table6_lm_stress.csv",
@@ -109,8 +112,12 @@ METHODS = {
     "activation": "rho of A's eigenvalue mass kept: the keep rule with G replaced by the identity",
     "magnitude": "fraction of W's entries kept, largest |W_ij| first (identity basis)",
     "random": "fraction of coefficients kept, largest first, in a random orthogonal basis (a control)",
+    "kfac_mc": "rho, as kfac, in the basis of factors with labels sampled from the model (the true Fisher)",
+    "kfac_empirical": "rho, as kfac, in the basis of factors with the dataset labels (the empirical Fisher)",
 }
-BASIS_METHODS = ("kfac", "kfac_scaled", "ekfac", "activation")  # the methods that read the curvature basis
+# kfac_<fisher> -> the factors' Fisher type: the paper's edit on the other Fisher's basis (docs/method.md, section 11).
+FISHER_METHODS = {"kfac_mc": "mc", "kfac_empirical": "empirical"}
+BASIS_METHODS = ("kfac", "kfac_scaled", "ekfac", "activation", *FISHER_METHODS)  # the methods that read a basis
 
 
 # The BalancedSubnet grid's axes besides the layer set: setting key -> the config list it takes values from.
@@ -207,6 +214,17 @@ def frontier_modules(arm: dict) -> list[str]:
     return sorted({pattern for name in edit["frontier"]["layer_sets"] for pattern in edit["layer_sets"][name]})
 
 
+def fisher_comparisons(arm: dict) -> list[str]:
+    """The other Fisher types an arm's frontier sweeps the K-FAC edit in (its `kfac_<fisher>` methods)."""
+    cutoffs = (arm["edit"].get("frontier") or {}).get("cutoffs") or {}
+    return [fisher for method, fisher in FISHER_METHODS.items() if method in cutoffs]
+
+
+def with_fisher(arm: dict, fisher: str) -> dict:
+    """An arm's section with its factors collected with another Fisher type (all else equal)."""
+    return {**arm, "factors": {**arm["factors"], "fisher": fisher}}
+
+
 def lm_model_rule(lm: dict) -> str:
     """The rule whose model every LM stage after training reads: trained here, or imported as is."""
     return "lm_train" if lm.get("train") else "lm_import"
@@ -243,19 +261,32 @@ def lm_stages(lm: dict, file_digests: dict | None = None) -> list[Stage]:
 
 class Layout:
     """Paths of every expensive artifact of a config, fingerprinted: `layout["vit_train"].model`;
-    the ViT weight-decay family's own as `layout.vit_family["0.3"]["vit_train"].model`."""
+    the ViT weight-decay family's own as `layout.vit_family["0.3"]["vit_train"].model`, the factors
+    and basis of another Fisher type as `layout.fisher_bases["vit"]["empirical"]["vit_basis"].basis`."""
 
     def __init__(self, config: dict, file_digests: dict | None = None):
         self.stages: dict[str, Stage] = {}
         self.by_fp: dict[tuple[str, str], Stage] = {}  # (rule, fingerprint) -> stage, family members too
         self.vit_family: dict[str, dict[str, Stage]] = {}  # weight-decay token -> rule -> stage
+        self.fisher_bases: dict[str, dict[str, dict[str, Stage]]] = {}  # arm -> Fisher type -> rule -> stage
         if config.get("vit"):
-            self.stages = self._chain(vit_stages(config["vit"]))
-            for wd in weight_decays(config["vit"]):
-                member = self._chain(vit_stages(vit_member(config["vit"], wd)))
+            vit = config["vit"]
+            self.stages = self._chain(vit_stages(vit))
+            for wd in weight_decays(vit):
+                member = self._chain(vit_stages(vit_member(vit, wd)))
                 self.vit_family[cutoff_token(wd)] = {rule: member[rule] for rule in VIT_MEMBER_RULES}
+            self.fisher_bases["vit"] = {fisher: self._other_fisher(vit_stages(with_fisher(vit, fisher)), "vit")
+                                        for fisher in fisher_comparisons(vit)}
         if config.get("lm"):
-            self.stages.update(self._chain(lm_stages(config["lm"], file_digests), self.stages))
+            lm = config["lm"]
+            self.stages.update(self._chain(lm_stages(lm, file_digests), self.stages))
+            self.fisher_bases["lm"] = {fisher: self._other_fisher(lm_stages(with_fisher(lm, fisher), file_digests), "lm")
+                                       for fisher in fisher_comparisons(lm)}
+
+    def _other_fisher(self, stages: list[Stage], arm: str) -> dict[str, Stage]:
+        """The factors and basis of an arm's chain with another Fisher type (the rest is the main chain's)."""
+        chain = self._chain(stages)
+        return {rule: chain[rule] for rule in (f"{arm}_factors", f"{arm}_basis")}
 
     def _chain(self, stages: list[Stage], known: dict[str, Stage] | None = None) -> dict[str, Stage]:
         """Fingerprints and paths of stages in dependency order (upstream fingerprints are known)."""
@@ -292,7 +323,8 @@ class Layout:
         """What `publish` pushes and `dvc pull` brings back: every expensive artifact, in DAG order
         (the family members' after the main chain; a member equal to the main model is listed once)."""
         paths = [path for stage in self.stages.values() for path in stage.outputs.values()]
-        for member in self.vit_family.values():
+        others = [*self.vit_family.values(), *(f for arm in self.fisher_bases.values() for f in arm.values())]
+        for member in others:
             paths += [p for stage in member.values() for p in stage.outputs.values() if p not in paths]
         return paths
 

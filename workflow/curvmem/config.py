@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .artifacts import BSN_AXES, bsn_grid, cutoff_token
+from .artifacts import BSN_AXES, FISHER_METHODS, bsn_grid, cutoff_token
 from .common import ConfigError
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -81,11 +81,17 @@ def check_cutoffs(arm: str, edit: dict) -> None:
             raise ConfigError(f"config key {arm}.edit.{key}: {cutoffs} holds the same cutoff twice")
 
 
-def check_frontier(arm: str, edit: dict) -> None:
-    """The frontier's layer sets are layer sets of the edits (checked after the sets themselves)."""
-    for i, name in enumerate((edit.get("frontier") or {}).get("layer_sets", [])):
-        if name not in edit["layer_sets"]:
+def check_frontier(arm: str, section: dict) -> None:
+    """The frontier's layer sets are layer sets of the edits (checked after the sets themselves); a
+    `kfac_<fisher>` method names a Fisher type other than the factors' own (else it is kfac)."""
+    frontier = section["edit"].get("frontier") or {}
+    for i, name in enumerate(frontier.get("layer_sets", [])):
+        if name not in section["edit"]["layer_sets"]:
             raise ConfigError(f"config key {arm}.edit.frontier.layer_sets[{i}]: {name!r} is not in {arm}.edit.layer_sets")
+    for method, fisher in FISHER_METHODS.items():
+        if method in frontier.get("cutoffs", {}) and fisher == section["factors"]["fisher"]:
+            raise ConfigError(f"config key {arm}.edit.frontier.cutoffs.{method}: the factors are already the {fisher} "
+                              f"Fisher ({arm}.factors.fisher), so this is {arm}.edit.rhos; compare the other type")
 
 
 def check_bsn(arm: str, section: dict) -> None:
@@ -153,14 +159,14 @@ def validate(config: dict, memo: Memo | None = None) -> dict:
 
         check_cutoffs("vit", config["vit"]["edit"])
         vit_checks.check(config["vit"], config["scale"], memo)
-        check_frontier("vit", config["vit"]["edit"])
+        check_frontier("vit", config["vit"])
         check_bsn("vit", config["vit"])
     if "lm" in config:
         from .lm import checks as lm_checks
 
         check_cutoffs("lm", config["lm"]["edit"])
         lm_checks.check(config["lm"], config["scale"], memo)
-        check_frontier("lm", config["lm"]["edit"])
+        check_frontier("lm", config["lm"])
         check_bsn("lm", config["lm"])
     return config
 

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 # The methods the comparison draws, in legend order ("none" is the unedited model).
-FRONTIER_METHODS = ("none", "kfac", "kfac_scaled", "ekfac", "svd", "bsn", "activation", "magnitude", "random")
+FRONTIER_METHODS = ("none", "kfac", "kfac_mc", "kfac_empirical", "kfac_scaled", "ekfac", "svd", "bsn", "activation",
+                    "magnitude", "random")
 POINT_COLUMNS = ["panel", "memorization", "damage", "method", "layer_set", "cutoff", "setting", "kept_fraction",
                  "memorization_pct", "damage_value", "on_front"]
 
@@ -52,7 +53,7 @@ def pareto_front(memorization: np.ndarray, damage: np.ndarray) -> np.ndarray:
 def frontier_layer_sets(sweep: pd.DataFrame, fallback: str) -> list[str]:
     """The layer sets the frontier's own methods were swept on (edit.frontier.layer_sets); without
     them, `fallback` (the headline's), where K-FAC, SVD and BalancedSubnet still make a comparison."""
-    own = sweep[sweep.method.isin(["kfac_scaled", "ekfac", "activation", "magnitude", "random"])].layer_set
+    own = sweep[sweep.method.isin([m for m in FRONTIER_METHODS if m not in ("none", "kfac", "svd", "bsn")])].layer_set
     return list(dict.fromkeys(own)) or [fallback]
 
 

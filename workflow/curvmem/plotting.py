@@ -154,11 +154,13 @@ def cutoff_profile(curve: pd.DataFrame, panels: list[tuple[str, dict[str, str]]]
     save(fig, out, name)
 
 
-FRONTIER_LABELS = {"none": "unedited", "kfac": "K-FAC (the paper)", "kfac_scaled": "K-FAC, dropped part x alpha",
+FRONTIER_LABELS = {"none": "unedited", "kfac": "K-FAC (the paper)", "kfac_mc": "K-FAC, true Fisher (sampled labels)",
+                   "kfac_empirical": "K-FAC, empirical Fisher (data labels)", "kfac_scaled": "K-FAC, dropped part x alpha",
                    "ekfac": "EK-FAC (corrected eigenvalues)",
                    "svd": "SVD of W", "bsn": "BalancedSubnet", "activation": "A only (G = identity)",
                    "magnitude": "magnitude (identity basis)", "random": "random orthogonal basis"}
-FRONTIER_STYLE = {"none": ("#7f7f7f", "*"), "kfac": ("#1f77b4", "o"), "kfac_scaled": ("#17becf", "v"), "ekfac": ("#bcbd22", "h"),
+FRONTIER_STYLE = {"none": ("#7f7f7f", "*"), "kfac": ("#1f77b4", "o"), "kfac_mc": ("#393b79", "d"),
+                  "kfac_empirical": ("#393b79", "d"), "kfac_scaled": ("#17becf", "v"), "ekfac": ("#bcbd22", "h"),
                   "svd": ("#ff7f0e", "s"), "bsn": ("#2ca02c", "D"), "activation": ("#9467bd", "^"),
                   "magnitude": ("#8c564b", "P"), "random": ("#e377c2", "X")}
 

@@ -28,7 +28,7 @@ from .intervals import difference, wilson
 log = logging.getLogger(__name__)
 
 METHOD_ORDER = {"none": 0, "kfac": 1, "svd": 2, "bsn": 3, "kfac_scaled": 4, "ekfac": 5, "activation": 6, "magnitude": 7,
-                "random": 8}
+                "random": 8, "kfac_mc": 9, "kfac_empirical": 10}
 ROW_KEYS = ("method", "layer_set", "cutoff", "setting", "modules", "kept_fraction")
 
 
@@ -219,6 +219,38 @@ def cutoff_steps(sweep: pd.DataFrame, method: str, counts: dict[str, str]) -> pd
                              "beyond_noise": bool(low > 0 or high < 0)})
     return pd.DataFrame(rows, columns=["layer_set", "metric", "cutoff_from", "cutoff_to", "kept_from", "kept_to",
                                        "pct_from", "pct_to", "change_pts", "ci_low", "ci_high", "beyond_noise"])
+
+
+FISHER_COLUMNS = ["layer_set", "rho", "method", "other_method", "metric", "pct", "other_pct", "change_pts", "ci_low",
+                  "ci_high", "beyond_noise", "kept_fraction", "other_kept_fraction"]
+
+
+def fisher_comparison(sweep: pd.DataFrame, counts: dict[str, str], uncounted: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The K-FAC edit of the arm's own factors beside the same edit on another Fisher type's factors
+    (`kfac_<fisher>`, docs/method.md, section 11), at every layer set and rho both were swept at: each
+    counted metric's change (other - own) in points with its 95% interval (Newcombe's, as for the
+    headline comparisons) and whether it is beyond the noise; `uncounted` metrics (e.g. perplexity)
+    side by side without one."""
+    from .artifacts import FISHER_METHODS
+
+    own = sweep[sweep.method == "kfac"].set_index(["layer_set", "cutoff"])
+    rows = []
+    for method in FISHER_METHODS:
+        for _, b in sweep[sweep.method == method].iterrows():
+            if (b.layer_set, b.cutoff) not in own.index:
+                continue
+            a = own.loc[(b.layer_set, b.cutoff)]
+            pair = {"layer_set": b.layer_set, "rho": b.cutoff, "method": "kfac", "other_method": method,
+                    "kept_fraction": a.kept_fraction, "other_kept_fraction": b.kept_fraction}
+            for metric, n in counts.items():
+                if pd.isna(a[metric]) or pd.isna(b[metric]):
+                    continue
+                change, low, high = difference(whole(b[metric], b[n]), int(b[n]), whole(a[metric], a[n]), int(a[n]))
+                rows.append({**pair, "metric": metric, "pct": a[metric], "other_pct": b[metric], "change_pts": change,
+                             "ci_low": low, "ci_high": high, "beyond_noise": bool(low > 0 or high < 0)})
+            rows += [{**pair, "metric": metric, "pct": a[metric], "other_pct": b[metric],
+                      "change_pts": b[metric] - a[metric]} for metric in uncounted]
+    return pd.DataFrame(rows, columns=FISHER_COLUMNS)
 
 
 def with_bands(curve: pd.DataFrame, counts: dict[str, str]) -> pd.DataFrame:

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from curvmem.artifacts import (BASIS_METHODS, METHODS, TEMPLATES, VIT_MEMBER_RULES, Layout, bsn_grid, cutoff_token,
-                               lm_model_rule, weight_decays)
+from curvmem.artifacts import (BASIS_METHODS, FISHER_METHODS, METHODS, TEMPLATES, VIT_MEMBER_RULES, Layout, bsn_grid,
+                               cutoff_token, frontier_modules, lm_model_rule, weight_decays)
 from curvmem.config import ConfigError, Memo, file_digests, validate
 
 try:
@@ -164,7 +164,8 @@ def member_artifact(rule: str, output: str):
 
 def benchmark_file(rule: str) -> str:
     """Where Snakemake records the time and memory of an expensive rule's job (of the trained model)."""
-    return f"logs/benchmarks/{rule}/{ART[rule].fp}.tsv" if rule in VIT_MEMBER_RULES else f"logs/benchmarks/{rule}.tsv"
+    per_fp = (*VIT_MEMBER_RULES, "lm_factors", "lm_basis")  # rules with one job per model or Fisher type
+    return f"logs/benchmarks/{rule}/{ART[rule].fp}.tsv" if rule in per_fp else f"logs/benchmarks/{rule}.tsv"
 
 
 def cost_records() -> list[str]:
@@ -183,8 +184,30 @@ def edit_corrections(arm: str):
 
 
 def edit_basis(arm: str):
-    """The curvature basis, for the methods that read it (SVD and the data-free bases must not wait for it)."""
-    return lambda wildcards: [ART[f"{arm}_basis"].basis] if wildcards.method in BASIS_METHODS else []
+    """The curvature basis, for the methods that read it (SVD and the data-free bases must not wait for
+    it); kfac_<fisher> reads the basis of that Fisher type's factors."""
+
+    def basis(wildcards) -> list[str]:
+        if wildcards.method in FISHER_METHODS:
+            return [ART.fisher_bases[arm][FISHER_METHODS[wildcards.method]][f"{arm}_basis"].basis]
+        return [ART[f"{arm}_basis"].basis] if wildcards.method in BASIS_METHODS else []
+
+    return basis
+
+
+def other_fisher_bases(arm: str) -> list:
+    """The bases of the other Fisher types an arm compares, in the order of `fisher_overlap_params`."""
+    return [ancient(stages[f"{arm}_basis"].basis) for stages in ART.fisher_bases[arm].values()]
+
+
+def fisher_overlap_params(arm: str) -> dict:
+    """What the Fisher comparison of an arm compares: the factors' own type, the other types (in the
+    order of the `other` bases), and the modules and rho of the K-FAC edit whose kept pairs it counts."""
+    section = config[arm]
+    cutoffs = section["edit"]["frontier"]["cutoffs"]
+    return {"fisher": section["factors"]["fisher"], "others": list(ART.fisher_bases[arm]),
+            "factor_modules": section["factors"]["modules"], "patterns": frontier_modules(section),
+            "rhos": sorted({rho for method in FISHER_METHODS for rho in cutoffs.get(method, [])})}
 
 
 def study_stamp(study: list[str]) -> str:
@@ -213,6 +236,8 @@ def cheap_outputs() -> list[str]:
             out += [*TEMPLATES[f"{arm}_baseline"].values(), *edit_results(arm),
                     *(path for name in TEMPLATES[f"{arm}_bsn"] if name != "cost" for path in bsn_results(arm, name)),
                     *TEMPLATES[f"{arm}_activation_ratio"].values(), *TEMPLATES[f"{arm}_tables"].values()]
+            if ART.fisher_bases.get(arm):
+                out += TEMPLATES[f"{arm}_fisher_overlap"].values()
     if config.get("vit"):
         out += weight_decay_results()
     if config.get("lm"):
@@ -234,6 +259,8 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
     "vit_weight_decay": ("Vision arm", "App. H: weight-decay family"),
     "vit_frontier": ("Vision arm", "Frontier of bases (ours)"),
     "vit_frontier_budgets": ("Vision arm", "Frontier of bases (ours)"),
+    "vit_fisher_overlap": ("Vision arm", "True vs empirical Fisher (ours)"),
+    "vit_fisher_edits": ("Vision arm", "True vs empirical Fisher (ours)"),
     "lm_table1": ("LM arm", "Table 1: verbatim recitation"),
     "table1_lm": ("LM arm", "Table 1: verbatim recitation"),
     "lm_differences": ("LM arm", "Table 1: verbatim recitation"),
@@ -256,6 +283,8 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
     "lm_training": ("LM arm", "Training"),
     "lm_frontier": ("LM arm", "Frontier of bases (ours)"),
     "lm_frontier_budgets": ("LM arm", "Frontier of bases (ours)"),
+    "lm_fisher_overlap": ("LM arm", "True vs empirical Fisher (ours)"),
+    "lm_fisher_edits": ("LM arm", "True vs empirical Fisher (ours)"),
     "cost": ("Both arms", "Cost"),
 }
 

@@ -1,5 +1,6 @@
 # K-FAC factors and the curvature basis (one eigendecomposition per factor, reused by every cutoff);
-# with the frontier's ekfac method, EK-FAC's eigenvalue corrections (a second pass, in that basis).
+# with the frontier's ekfac method, EK-FAC's eigenvalue corrections (a second pass, in that basis); with
+# a kfac_<fisher> method, the factors and basis of that Fisher type too, and how far the two bases agree.
 
 
 if VIT:  # one job per model of the vision arm: the trained model and each member of the weight-decay family
@@ -63,41 +64,60 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
             shell:
                 RANKED_STAGE
 
+    if ART.fisher_bases.get("vit"):
+
+        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        rule vit_fisher_overlap:
+            input:
+                basis=ancient(ART["vit_basis"].basis),
+                other=other_fisher_bases("vit"),
+            output:
+                **reported("vit_fisher_overlap", "overlap"),
+            params:
+                **stage("vit_fisher_overlap", fisher_overlap_params("vit")),
+            threads: config["threads"]["edit"]
+            log:
+                "logs/vit_fisher_overlap.log",
+            benchmark:
+                "logs/benchmarks/vit_fisher_overlap.tsv"
+            shell:
+                STAGE
+
 
 if LM:
 
     # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
-    rule lm_factors:
+    rule lm_factors:  # one job per Fisher type the study needs (the factors' own, and the compared one)
         input:
-            model=ancient(lm_model()),
-            clean=ancient(ART["lm_data"].clean),
+            model=upstream_of("lm_factors", lm_model_rule(LM), "model"),
+            clean=upstream_of("lm_factors", "lm_data", "clean"),
         output:
-            **ART["lm_factors"].outputs,
+            **TEMPLATES["lm_factors"],
         params:
-            **stage("lm_factors", ART["lm_factors"].params),
+            **stage("lm_factors", artifact_params("lm_factors")),
         threads: config["threads"]["factors"]
         resources:
             gpu=0,  # GPUs, one rank each: set per cluster (profiles/slurm)
         log:
-            "logs/lm_factors.log",
+            "logs/lm_factors/{fp}.log",
         benchmark:
-            "logs/benchmarks/lm_factors.tsv"
+            "logs/benchmarks/lm_factors/{fp}.tsv"
         shell:
             RANKED_STAGE
 
     # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
     rule lm_basis:
         input:
-            factors=ancient(ART["lm_factors"].factors),
+            factors=upstream_of("lm_basis", "lm_factors", "factors"),
         output:
-            **ART["lm_basis"].outputs,
+            **TEMPLATES["lm_basis"],
         params:
-            **stage("lm_basis", ART["lm_basis"].params),
+            **stage("lm_basis", artifact_params("lm_basis")),
         threads: config["threads"]["factors"]
         log:
-            "logs/lm_basis.log",
+            "logs/lm_basis/{fp}.log",
         benchmark:
-            "logs/benchmarks/lm_basis.tsv"
+            "logs/benchmarks/lm_basis/{fp}.tsv"
         shell:
             STAGE
 
@@ -122,3 +142,22 @@ if LM:
                 "logs/benchmarks/lm_ekfac.tsv"
             shell:
                 RANKED_STAGE
+
+    if ART.fisher_bases.get("lm"):
+
+        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        rule lm_fisher_overlap:
+            input:
+                basis=ancient(ART["lm_basis"].basis),
+                other=other_fisher_bases("lm"),
+            output:
+                **reported("lm_fisher_overlap", "overlap"),
+            params:
+                **stage("lm_fisher_overlap", fisher_overlap_params("lm")),
+            threads: config["threads"]["edit"]
+            log:
+                "logs/lm_fisher_overlap.log",
+            benchmark:
+                "logs/benchmarks/lm_fisher_overlap.tsv"
+            shell:
+                STAGE

@@ -17,7 +17,8 @@ if VIT:
             ratio=TEMPLATES["vit_activation_ratio"]["ratio"],
             family=weight_decay_results(),
         output:
-            **reported("vit_tables", "table2", "differences", "weight_decay", "budgets"),
+            **reported("vit_tables", "table2", "differences", "weight_decay", "budgets",
+                       *(["fisher"] if ART.fisher_bases.get("vit") else [])),
         params:
             **stage("vit_tables", VIT["headline"]),
         log:
@@ -39,7 +40,8 @@ if LM:
             ratio=TEMPLATES["lm_activation_ratio"]["ratio"],
             profile=TEMPLATES["lm_activation_ratio"]["profile"],
         output:
-            **reported("lm_tables", "table1", "tasks", "table7", "differences", "bands", "band_correlation", "budgets"),
+            **reported("lm_tables", "table1", "tasks", "table7", "differences", "bands", "band_correlation", "budgets",
+                       *(["fisher"] if ART.fisher_bases.get("lm") else [])),
         params:
             **stage("lm_tables", LM["selection"]),
         log:

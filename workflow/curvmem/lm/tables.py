@@ -25,7 +25,7 @@ from .. import io
 from ..frontier import Panel, budget_table, frontier_layer_sets, frontier_points
 from ..intervals import differences, ratio, wilson, with_intervals
 from ..paper import RETENTION_LM, TABLE1_LM, TABLE1_SETTING, TABLE6_LM, TABLE7_LM
-from ..sweep import bsn_description, cutoff_steps, load_edit_rows, method_curve, sweep_frame
+from ..sweep import bsn_description, cutoff_steps, fisher_comparison, load_edit_rows, method_curve, sweep_frame
 from . import SETS
 
 log = logging.getLogger(__name__)
@@ -310,10 +310,10 @@ make_table1, make_table7, correlate_bands = table1, table7, band_correlation
 def stage(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, table1: str,
            sweep: str, tasks: str, facts: str, activation: str, selection: str, kfac_plot: str, svd_plot: str,
            table7: str, differences: str, profile: str, bands: str, band_correlation: str, rho_steps: str,
-           frontier: str, budgets: str) -> None:
+           frontier: str, budgets: str, fisher: str) -> None:
     """Rule lm_tables: the sweep, the headline choice of each method on memorized_train, Tables 1
     and 7, tasks, facts, the headline comparisons with their intervals, the K-FAC sweep's steps
-    between consecutive rhos, and the frontier of bases."""
+    between consecutive rhos, the frontier of bases, and the edits of the two Fisher types side by side."""
     rows = load_edit_rows([baseline, *edits, *bsn])
     frame = sweep_table(rows)
     choices = {m: select(frame, m, params.max_perplexity_increase) for m in METHODS}
@@ -329,6 +329,9 @@ def stage(params: SelectionConfig, *, baseline: str, edits: list[str], bsn: list
     points, budget = frontier_tables(frame, choices)
     io.save_csv(points, frontier)
     io.save_csv(budget, budgets)
+    io.save_csv(fisher_comparison(frame.assign(task_retention_pct=mean_retention_pct(frame)),
+                                  counted_metrics(frame, selection_set=True),
+                                  ("perplexity_increase_pct", "task_retention_pct")), fisher)
     task_frame = task_table(chosen)
     io.save_csv(task_frame, tasks)
     points = band_retention(frame, io.load_parquet(profile), task_frame, choices)

@@ -12,7 +12,7 @@ from ..artifacts import bsn_setting_token
 from ..frontier import Panel, budget_table, frontier_layer_sets, frontier_points
 from ..intervals import differences, with_intervals
 from ..paper import TABLE2_SETTING, TABLE2_VIT
-from ..sweep import bsn_description, cutoff_steps, load_edit_rows, method_curve, sweep_frame
+from ..sweep import bsn_description, cutoff_steps, fisher_comparison, load_edit_rows, method_curve, sweep_frame
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +114,11 @@ make_table2 = table2  # the rule's output file is named table2
 
 def stage(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], ratio: str, family: list[str],
            table2: str, differences: str, sweep: str, activation: str, kfac_plot: str, svd_plot: str,
-           weight_decay: str, rho_steps: str, frontier: str, budgets: str) -> None:
+           weight_decay: str, rho_steps: str, frontier: str, budgets: str, fisher: str) -> None:
     """Rule vit_tables: the sweep, Table 2 at the headline setting with its intervals and the
     headline comparisons, the weight-decay family (App. H), the K-FAC sweep's steps between
-    consecutive rhos, the frontier of bases, and the DVC plot data."""
+    consecutive rhos, the frontier of bases, the edits of the two Fisher types side by side, and
+    the DVC plot data."""
     frame = sweep_table(load_edit_rows([baseline, *edits, *bsn]))
     io.save_csv(weight_decay_table([io.load_json(path) for path in family], params), weight_decay)
     t2 = make_table2(frame, params)
@@ -128,6 +129,7 @@ def stage(params: Headline, *, baseline: str, edits: list[str], bsn: list[str], 
     points, budget = frontier_tables(frame, params)
     io.save_csv(points, frontier)
     io.save_csv(budget, budgets)
+    io.save_csv(fisher_comparison(frame, COUNTS), fisher)
     io.save_csv(io.load_parquet(ratio), activation)
     io.save_csv(method_curve(frame, "kfac", params.layer_set, PLOT_COLUMNS, "rho"), kfac_plot)
     io.save_csv(method_curve(frame, "svd", params.layer_set, PLOT_COLUMNS, "drop_fraction"), svd_plot)
