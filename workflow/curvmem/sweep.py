@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
-from .artifacts import is_fingerprinted
+from .artifacts import FISHER_METHODS, is_fingerprinted
 from .intervals import difference, wilson
 
 log = logging.getLogger(__name__)
@@ -231,8 +231,6 @@ def fisher_comparison(sweep: pd.DataFrame, counts: dict[str, str], uncounted: tu
     counted metric's change (other - own) in points with its 95% interval (Newcombe's, as for the
     headline comparisons) and whether it is beyond the noise; `uncounted` metrics (e.g. perplexity)
     side by side without one."""
-    from .artifacts import FISHER_METHODS
-
     own = sweep[sweep.method == "kfac"].set_index(["layer_set", "cutoff"])
     rows = []
     for method in FISHER_METHODS:
