@@ -1,5 +1,5 @@
 """The Fisher comparison's overlaps against independent references: scipy's principal angles, an
-explicit projector onto the span of the kept Kronecker pairs, the editor's own kept pairs, and the
+explicit projector onto the span of the kept Kronecker pairs, a plain-Python keep rule, and the
 chance level against random bases; the paired table against a hand-worked sweep."""
 import numpy as np
 import pandas as pd
@@ -7,9 +7,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from curvmem.edit import CurvatureEditor
 from curvmem.intervals import difference
-from curvmem.subspaces import basis_overlap, kept_mask, kept_overlap, span_overlap
+from curvmem.edit import KeptPairs
+from curvmem.subspaces import basis_overlap, kept_overlap, span_overlap
 from curvmem.sweep import fisher_comparison
 
 
@@ -35,21 +35,20 @@ def test_span_overlap_is_the_mean_squared_cosine_of_scipys_principal_angles(d, k
         assert span_overlap(Q[:, :k], Q[:, k:2 * k]) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_kept_mask_keeps_the_pairs_the_editor_keeps():
+def test_kept_pairs_are_the_shortest_prefix_of_pairs_by_mass_reaching_rho():
+    """Against a brute force in plain Python: enumerate the pairs, sort by mass, add them up until rho of the
+    total is reached (the crossing pair kept)."""
     d_out, d_in = 7, 5
-    W = torch.randn(d_out, d_in, generator=torch.Generator().manual_seed(0))
     lam, mu = spectrum(d_out, 1), spectrum(d_in, 2)
-    editor = CurvatureEditor(W, lam.float(), orthogonal(d_out, 3).float(), mu.float(), orthogonal(d_in, 4).float())
+    pairs = sorted(((float(lam[i]) * float(mu[j]), i, j) for i in range(d_out) for j in range(d_in)), reverse=True)
+    total = sum(m for m, _, _ in pairs)
     for rho in (0.1, 0.5, 0.75, 0.9, 0.999, 1.0):
-        torch.testing.assert_close(kept_mask(lam.float(), mu.float(), rho), editor.mask(rho), msg=str(rho))
-
-
-def test_kept_mask_hand_worked():
-    # masses lam_i mu_j: [[6, 2], [3, 1]] of 12; rho 0.5 needs 6 (one pair), 0.75 needs 9 (two), 0.8 three
-    lam, mu = torch.tensor([2.0, 1.0]), torch.tensor([3.0, 1.0])
-    assert kept_mask(lam, mu, 0.5).tolist() == [[True, False], [False, False]]
-    assert kept_mask(lam, mu, 0.75).tolist() == [[True, False], [True, False]]
-    assert kept_mask(lam, mu, 0.8).tolist() == [[True, True], [True, False]]
+        expected, mass = torch.zeros(d_out, d_in, dtype=torch.bool), 0.0
+        for m, i, j in pairs:
+            expected[i, j], mass = True, mass + m
+            if mass >= rho * total * (1 - 1e-12):
+                break
+        assert torch.equal(KeptPairs.of_spectra(lam, mu).mask(rho), expected), rho
 
 
 def kron_projector(U_G, U_A, mask):
@@ -63,8 +62,8 @@ def kron_projector(U_G, U_A, mask):
 def test_kept_overlap_equals_the_trace_of_explicit_kronecker_projectors(rho):
     d_out, d_in = 4, 3
     U_G1, U_A1, U_G2, U_A2 = orthogonal(d_out, 0), orthogonal(d_in, 1), orthogonal(d_out, 2), orthogonal(d_in, 3)
-    m1 = kept_mask(spectrum(d_out, 4), spectrum(d_in, 5), rho)
-    m2 = kept_mask(spectrum(d_out, 6), spectrum(d_in, 7), rho)
+    m1 = KeptPairs.of_spectra(spectrum(d_out, 4), spectrum(d_in, 5)).mask(rho)
+    m2 = KeptPairs.of_spectra(spectrum(d_out, 6), spectrum(d_in, 7)).mask(rho)
     P1, P2 = kron_projector(U_G1, U_A1, m1), kron_projector(U_G2, U_A2, m2)
     expected = float(torch.trace(P1 @ P2)) / min(int(m1.sum()), int(m2.sum()))
     O_G, O_A = (U_G1.T @ U_G2).square(), (U_A1.T @ U_A2).square()

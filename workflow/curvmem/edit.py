@@ -16,11 +16,44 @@ import torch
 from .artifacts import BASIS_METHODS, METHODS
 
 
+class KeptPairs:
+    """The keep-mass rule on one layer's pair masses: their descending order and cumulative mass,
+    computed once; at each rho the shortest prefix whose mass reaches rho * total (the crossing pair
+    kept). The editor and the Fisher comparison (`curvmem.subspaces`) both select pairs with it."""
+
+    def __init__(self, mass: torch.Tensor, total: torch.Tensor):
+        """`mass` (d_out, d_in) >= 0; `total` the mass rho is a fraction of (its sum, up to rounding)."""
+        assert mass.ndim == 2 and (mass >= 0).all(), "pair masses: (d_out, d_in), >= 0"
+        self.shape = tuple(mass.shape)
+        flat = mass.double().flatten()
+        self.total = total.double()
+        self.order = torch.argsort(flat, descending=True, stable=True)
+        self.cum_mass = torch.cumsum(flat[self.order], 0)
+
+    @classmethod
+    def of_spectra(cls, lam: torch.Tensor, mu: torch.Tensor) -> "KeptPairs":
+        """K-FAC's pairs: mass lam_i * mu_j, total sum(lam) * sum(mu)."""
+        return cls(torch.outer(lam.double(), mu.double()), lam.double().sum() * mu.double().sum())
+
+    def count(self, rho: float) -> int:
+        """Length of the shortest descending-mass prefix whose mass reaches rho * total."""
+        assert 0 < rho <= 1, f"rho must be in (0, 1], got {rho}"
+        target = torch.as_tensor(rho, dtype=torch.float64, device=self.total.device) * self.total
+        k = int(torch.searchsorted(self.cum_mass, target.reshape(1)).item()) + 1  # index of the crossing pair, +1
+        return min(k, self.cum_mass.numel())
+
+    def mask(self, rho: float) -> torch.Tensor:
+        """(d_out, d_in) bool mask of the kept pairs."""
+        keep = torch.zeros(self.cum_mass.numel(), dtype=torch.bool, device=self.order.device)
+        keep[self.order[: self.count(rho)]] = True
+        return keep.view(self.shape)
+
+
 class CurvatureEditor:
     """Edits one weight matrix at any number of cutoffs from one curvature basis.
 
-    The basis change C and the descending order of the pair masses are computed once; each
-    cutoff then costs a searchsorted, a mask and two matrix products. With `low_scale` alpha the
+    The basis change C and the descending order of the pair masses (`KeptPairs`) are computed once;
+    each cutoff then costs a searchsorted, a mask and two matrix products. With `low_scale` alpha the
     pairs below the cutoff are scaled by alpha instead of zeroed (alpha 0: the paper's edit); with
     `pair_mass` (d_out, d_in), e.g. EK-FAC's corrected eigenvalues, pairs are ranked by it instead
     of by lam_i * mu_j.
@@ -39,27 +72,17 @@ class CurvatureEditor:
         self.U_G, self.U_A = U_G.float(), U_A.float()
         self.C = self.U_G.T @ W.float() @ self.U_A  # (d_out, d_in) coefficients in the curvature basis
         if pair_mass is None:
-            mass = torch.outer(lam.double(), mu.double()).flatten()  # (d_out * d_in,)
-            self.total = lam.double().sum() * mu.double().sum()
+            self.pairs = KeptPairs.of_spectra(lam, mu)
         else:
-            assert pair_mass.shape == (d_out, d_in) and (pair_mass >= 0).all(), "pair masses: (d_out, d_in), >= 0"
-            mass = pair_mass.double().flatten().to(self.C.device)
-            self.total = mass.sum()
-        self.order = torch.argsort(mass, descending=True, stable=True)
-        self.cum_mass = torch.cumsum(mass[self.order], 0)
+            assert pair_mass.shape == (d_out, d_in), "pair masses: (d_out, d_in)"
+            mass = pair_mass.double().to(self.C.device)
+            self.pairs = KeptPairs(mass, mass.sum())
 
     def kept_count(self, rho: float) -> int:
-        """Length of the shortest descending-mass prefix whose mass reaches rho * total."""
-        assert 0 < rho <= 1, f"rho must be in (0, 1], got {rho}"
-        target = torch.as_tensor(rho, dtype=torch.float64) * self.total
-        k = int(torch.searchsorted(self.cum_mass, target.reshape(1)).item()) + 1  # index of the crossing pair, +1
-        return min(k, self.cum_mass.numel())
+        return self.pairs.count(rho)
 
     def mask(self, rho: float) -> torch.Tensor:
-        """(d_out, d_in) bool mask of the kept pairs."""
-        keep = torch.zeros(self.cum_mass.numel(), dtype=torch.bool, device=self.C.device)
-        keep[self.order[: self.kept_count(rho)]] = True
-        return keep.view(self.shape)
+        return self.pairs.mask(rho)
 
     def edit(self, rho: float) -> torch.Tensor:
         M = self.mask(rho).float()

@@ -22,6 +22,7 @@ import torch
 
 from . import io
 from .basis import module_basis
+from .edit import KeptPairs
 from .layers import resolve_layer_set
 
 log = logging.getLogger(__name__)
@@ -33,18 +34,6 @@ def span_overlap(U: torch.Tensor, V: torch.Tensor) -> float:
     """Mean squared cosine of the principal angles between span(U) and span(V), orthonormal (d, k) columns."""
     assert U.shape == V.shape and U.ndim == 2, f"two (d, k) bases of one size, got {tuple(U.shape)}, {tuple(V.shape)}"
     return float((U.double().T @ V.double()).square().sum() / U.shape[1])
-
-
-def kept_mask(lam: torch.Tensor, mu: torch.Tensor, rho: float) -> torch.Tensor:
-    """(d_out, d_in) bool: the pairs (i, j) the K-FAC edit keeps at rho, by mass lam_i mu_j (`edit.CurvatureEditor`:
-    the shortest descending-mass prefix reaching rho of the total, the crossing pair kept)."""
-    mass = torch.outer(lam.double(), mu.double()).flatten()
-    order = torch.argsort(mass, descending=True, stable=True)
-    cumulative = torch.cumsum(mass[order], 0)
-    kept = min(int(torch.searchsorted(cumulative, (rho * mass.sum()).reshape(1)).item()) + 1, mass.numel())
-    keep = torch.zeros(mass.numel(), dtype=torch.bool)
-    keep[order[:kept]] = True
-    return keep.view(len(lam), len(mu))
 
 
 def kept_overlap(mask1: torch.Tensor, mask2: torch.Tensor, O_G: torch.Tensor, O_A: torch.Tensor) -> float:
@@ -67,11 +56,12 @@ def basis_overlap(basis: dict, other: dict, modules: list[str], rhos: list[float
                 rows.append({"module": name, "factor": factor, "dim": d, "cutoff": k / d, "size": k,
                              "overlap": span_overlap(U[:, :k], V[:, :k]), "chance": k / d})
         O_G, O_A = (U_G.T @ U_G2).square(), (U_A.T @ U_A2).square()
+        kept, other_kept = KeptPairs.of_spectra(lam, mu), KeptPairs.of_spectra(lam2, mu2)  # sorted once per module
         for rho in rhos:
-            m1, m2 = kept_mask(lam, mu, rho), kept_mask(lam2, mu2, rho)
-            n1, n2, pairs = int(m1.sum()), int(m2.sum()), m1.numel()
-            rows.append({"module": name, "factor": "pairs", "dim": pairs, "cutoff": rho, "size": n1,
-                         "other_size": n2, "overlap": kept_overlap(m1, m2, O_G, O_A), "chance": max(n1, n2) / pairs})
+            m1, m2 = kept.mask(rho), other_kept.mask(rho)
+            n1, n2, n_pairs = int(m1.sum()), int(m2.sum()), m1.numel()
+            rows.append({"module": name, "factor": "pairs", "dim": n_pairs, "cutoff": rho, "size": n1,
+                         "other_size": n2, "overlap": kept_overlap(m1, m2, O_G, O_A), "chance": max(n1, n2) / n_pairs})
     return rows
 
 
