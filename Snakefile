@@ -26,6 +26,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/kfac.smk"
 include: "workflow/rules/edit.smk"
+include: "workflow/rules/stability.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -45,6 +45,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                 "cost": "results/cost/vit_bsn/{layer_set}/{setting}.json"},
     "vit_activation_ratio": {"ratio": "results/vit/activation_ratio.parquet"},
     "vit_weight_decay": {"metrics": "results/vit/weight_decay/wd{weight_decay}.json"},
+    "vit_stability": {"overlap": "results/tables/vit_stability_overlap.csv",  # only with vit.stability
+                      "edits": "results/tables/vit_stability_edits.csv", "seeds": "results/tables/vit_seeds.csv"},
     "vit_tables": {"table2": "results/tables/table2_vit.csv", "differences": "results/tables/vit_differences.csv",
                    "sweep": "results/tables/vit_sweep.csv",
                    "activation": "results/tables/vit_activation_ratio.csv",
@@ -185,7 +187,33 @@ def vit_member(vit: dict, weight_decay: float) -> dict:
     return {**vit, "train": {**vit["train"], "weight_decay": weight_decay}}
 
 
-VIT_MEMBER_RULES = ("vit_train", "vit_factors", "vit_basis")  # what each member of the family has of its own
+VIT_MEMBER_RULES = ("vit_train", "vit_factors", "vit_basis")  # what each member of a family has of its own
+
+
+def stability_members(vit: dict) -> dict[str, dict]:
+    """The models of the stability study (docs/method.md, section 12), label -> {seed, fraction}: one per
+    seed of `vit.stability.seeds` (default: the trained model's), trained in full, and the trained model's
+    run stopped at each of `vit.stability.checkpoints`. Empty without `vit.stability`."""
+    stability = vit.get("stability")
+    if not stability:
+        return {}
+    seed = vit["train"]["seed"]
+    members = {f"seed{s}": {"seed": s, "fraction": 1.0} for s in stability.get("seeds") or [seed]}
+    members.update({f"seed{seed}-at{cutoff_token(f)}": {"seed": seed, "fraction": f}
+                    for f in stability.get("checkpoints") or []})
+    return members
+
+
+def checkpoint_epochs(epochs: int, fraction: float) -> int:
+    """The epochs a run stopped at `fraction` of its `epochs` trains (at least one)."""
+    return max(1, round(fraction * epochs))
+
+
+def vit_stability_member(vit: dict, seed: int, fraction: float) -> dict:
+    """The `vit:` section of a stability member: trained with `seed`, stopped at `fraction` of its epochs
+    (1: the full run, whose parameters are the trained model's own when the seed is)."""
+    train = {**vit["train"], "seed": seed, **({"stop_after": fraction} if fraction < 1 else {})}
+    return {**vit, "train": train}
 
 
 def vit_stages(vit: dict) -> list[Stage]:
@@ -269,6 +297,7 @@ class Layout:
         self.by_fp: dict[tuple[str, str], Stage] = {}  # (rule, fingerprint) -> stage, family members too
         self.vit_family: dict[str, dict[str, Stage]] = {}  # weight-decay token -> rule -> stage
         self.fisher_bases: dict[str, dict[str, dict[str, Stage]]] = {}  # arm -> Fisher type -> rule -> stage
+        self.stability: dict[str, dict[str, dict[str, Stage]]] = {}  # arm -> member label -> rule -> stage
         if config.get("vit"):
             vit = config["vit"]
             self.stages = self._chain(vit_stages(vit))
@@ -277,6 +306,10 @@ class Layout:
                 self.vit_family[cutoff_token(wd)] = {rule: member[rule] for rule in VIT_MEMBER_RULES}
             self.fisher_bases["vit"] = {fisher: self._other_fisher(vit_stages(with_fisher(vit, fisher)), "vit")
                                         for fisher in fisher_comparisons(vit)}
+            self.stability["vit"] = {}
+            for label, member in stability_members(vit).items():
+                chain = self._chain(vit_stages(vit_stability_member(vit, member["seed"], member["fraction"])))
+                self.stability["vit"][label] = {rule: chain[rule] for rule in VIT_MEMBER_RULES}
         if config.get("lm"):
             lm = config["lm"]
             self.stages.update(self._chain(lm_stages(lm, file_digests), self.stages))
@@ -323,7 +356,8 @@ class Layout:
         """What `publish` pushes and `dvc pull` brings back: every expensive artifact, in DAG order
         (the family members' after the main chain; a member equal to the main model is listed once)."""
         paths = [path for stage in self.stages.values() for path in stage.outputs.values()]
-        others = [*self.vit_family.values(), *(f for arm in self.fisher_bases.values() for f in arm.values())]
+        others = [*self.vit_family.values(), *(f for arm in self.fisher_bases.values() for f in arm.values()),
+                  *(m for arm in self.stability.values() for m in arm.values())]
         for member in others:
             paths += [p for stage in member.values() for p in stage.outputs.values() if p not in paths]
         return paths

@@ -48,6 +48,7 @@ STAGES = {
     "vit_bsn": "curvmem.vision.stages:bsn",
     "vit_activation_ratio": "curvmem.vision.stages:activation_ratio",
     "vit_weight_decay": "curvmem.vision.stages:weight_decay_member",
+    "vit_stability": "curvmem.vision.stages:stability",
     "vit_tables": "curvmem.vision.tables:stage",
     "lm_data": "curvmem.lm.stages:data",
     "lm_import": "curvmem.lm.stages:import_model",

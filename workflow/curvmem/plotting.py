@@ -201,3 +201,50 @@ def frontier_figure(points: pd.DataFrame, axis_labels: dict[str, str], title: st
     fig.suptitle(title, y=1.0)
     fig.tight_layout()
     save(fig, out, name)
+
+
+STABILITY_STYLE = {"unedited": ("#7f7f7f", "*"), "own": ("#1f77b4", "o"), "other seed": ("#d62728", "X"),
+                   "checkpoint": ("#2ca02c", "s")}
+
+
+def stability_figure(overlap: pd.DataFrame, edits: pd.DataFrame, memorization: str, damage: str,
+                     axis_labels: dict[str, str], title: str, out: Path, name: str) -> None:
+    """Seeds and checkpoints (`curvmem.stability`): the top-k eigenspace overlap of G and of A against
+    k/d, each compared pair averaged over the modules (band: the modules' range) with chance as a dotted
+    line, and the headline K-FAC edit of each member's weights with its own, another seed's and a
+    checkpoint's basis, memorization against damage with 95% intervals."""
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    spans = overlap[overlap.factor != "pairs"]
+    for ax, factor in zip(axes[:2], ("G", "A")):
+        rows = spans[spans.factor == factor]
+        for (a, b, relation), pair in rows.groupby(["a", "b", "relation"], sort=False):
+            curve = pair.groupby("cutoff").overlap.agg(["mean", "min", "max"])
+            color = STABILITY_STYLE[relation][0]
+            line, = ax.plot(curve.index, curve["mean"], marker="o", ms=3, color=color, alpha=0.9,
+                            ls="-" if relation == "checkpoint" else "--", label=f"{a} vs {b}")
+            ax.fill_between(curve.index, curve["min"], curve["max"], color=line.get_color(), alpha=0.12)
+        chance = rows.groupby("cutoff").chance.mean()
+        ax.plot(chance.index, chance.values, color="black", ls=":", lw=1, label="chance (k/d)")
+        ax.set(xscale="log", ylim=(0, 1.02), xlabel="top k / d of the eigenvectors",
+               ylabel="mean squared cosine of the principal angles",
+               title=f"{factor}'s top-k eigenspaces (mean over the modules)")
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    for relation, rows in edits.groupby("relation", sort=False):
+        rows = rows[(rows.method == "kfac") | (rows.relation == "unedited") & (rows.method == "none")]
+        color, marker = STABILITY_STYLE[relation]
+        ax.errorbar(rows[damage], rows[memorization], fmt=marker, color=color, ms=8 if marker == "*" else 6,
+                    capsize=2, lw=0.8, label=relation if relation != "own" else "own basis (the paper's edit)",
+                    xerr=[rows[damage] - rows[f"{damage}_ci_low"], rows[f"{damage}_ci_high"] - rows[damage]],
+                    yerr=[rows[memorization] - rows[f"{memorization}_ci_low"],
+                          rows[f"{memorization}_ci_high"] - rows[memorization]])
+        for r in rows.itertuples():
+            tag = r.weights if relation in ("unedited", "own") else f"{r.weights} | {r.basis}"
+            ax.annotate(tag, (getattr(r, damage), getattr(r, memorization)), fontsize=6, alpha=0.7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel=axis_labels[damage], ylabel=axis_labels[memorization],
+           title="Headline K-FAC edit: weights | basis (bars: 95% Wilson)")
+    ax.legend(fontsize=7)
+    fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    save(fig, out, name)

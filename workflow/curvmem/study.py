@@ -145,6 +145,7 @@ class FigureParams:
 def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str, vit_table2: str | None = None,
             vit_sweep: str | None = None, vit_activation: str | None = None, vit_spectra: str | None = None,
             vit_train_metrics: str | None = None, vit_weight_decay: str | None = None, vit_frontier: str | None = None,
+            vit_stability_overlap: str | None = None, vit_stability_edits: str | None = None,
             lm_table1: str | None = None, lm_frontier: str | None = None,
             lm_sweep: str | None = None, lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
             lm_selection: str | None = None, lm_train_metrics: str | None = None, lm_table6: str | None = None,
@@ -160,7 +161,8 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
         drawings.append((_vit_figures, dict(out=out, headline=params.vit_headline, table2=vit_table2, sweep=vit_sweep,
                                             activation=vit_activation, spectra=vit_spectra,
                                             train_metrics=vit_train_metrics, weight_decay=vit_weight_decay,
-                                            frontier=vit_frontier)))
+                                            frontier=vit_frontier, stability_overlap=vit_stability_overlap,
+                                            stability_edits=vit_stability_edits)))
     if lm_table1:
         drawings.append((_lm_figures, dict(out=out, table1=lm_table1, sweep=lm_sweep, tasks=lm_tasks, facts=lm_facts,
                                            activation=lm_activation, selection=lm_selection, table6=lm_table6,
@@ -194,7 +196,8 @@ def _csv(path: str):
 
 
 def _vit_figures(out: Path, headline: dict, table2: str, sweep: str, activation: str, spectra: str,
-                 train_metrics: str, weight_decay: str, frontier: str) -> None:
+                 train_metrics: str, weight_decay: str, frontier: str, stability_overlap: str | None = None,
+                 stability_edits: str | None = None) -> None:
     import pandas as pd
 
     from .common import from_dict
@@ -206,7 +209,9 @@ def _vit_figures(out: Path, headline: dict, table2: str, sweep: str, activation:
     vit_figures.draw(out, table2=pd.read_csv(table2), sweep=pd.read_csv(sweep), activation=pd.read_csv(activation),
                      spectra=io.load_parquet(spectra), history=io.load_json(train_metrics)["history"],
                      headline=from_dict(Headline, headline, "vit.headline"), weight_decay=pd.read_csv(weight_decay),
-                     frontier=_csv(frontier))
+                     frontier=_csv(frontier),
+                     stability_overlap=pd.read_csv(stability_overlap) if stability_overlap else None,
+                     stability_edits=_csv(stability_edits) if stability_edits else None)
 
 
 def _lm_figures(out: Path, table1: str, sweep: str, tasks: str, facts: str, activation: str, selection: str,

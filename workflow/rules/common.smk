@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from curvmem.artifacts import (BASIS_METHODS, FISHER_METHODS, METHODS, TEMPLATES, VIT_MEMBER_RULES, Layout, bsn_grid,
-                               cutoff_token, frontier_modules, lm_model_rule, weight_decays)
+                               cutoff_token, frontier_modules, lm_model_rule, stability_members, weight_decays)
 from curvmem.config import ConfigError, Memo, file_digests, validate
 
 try:
@@ -162,6 +162,22 @@ def member_artifact(rule: str, output: str):
     return lambda wildcards: ART.vit_family[wildcards.weight_decay][rule].outputs[output]
 
 
+def stability_inputs(output: str) -> list:
+    """One artifact of every member of the ViT stability study (`ART.stability`), in the members' order."""
+    maker = {"model": "vit_train", "basis": "vit_basis"}[output]
+    return [ancient(member[maker].outputs[output]) for member in ART.stability["vit"].values()]
+
+
+def stability_params() -> dict:
+    """What the ViT stability study edits and compares: its members, the headline edits (K-FAC with each
+    basis, SVD for the spread over seeds)."""
+    head = VIT["headline"]
+    return {"model": VIT["model"], "eval": VIT["eval"], "members": [{"label": label, **member} for label, member in stability_members(VIT).items()],
+            "svd_drop_fraction": head["svd_drop_fraction"],
+            "edit": {"method": "kfac", "layer_set": head["layer_set"], "patterns": VIT["edit"]["layer_sets"][head["layer_set"]],
+                     "factor_modules": VIT["factors"]["modules"], "cutoffs": [head["rho"]]}}
+
+
 def benchmark_file(rule: str) -> str:
     """Where Snakemake records the time and memory of an expensive rule's job (of the trained model)."""
     per_fp = (*VIT_MEMBER_RULES, "lm_factors", "lm_basis")  # rules with one job per model or Fisher type
@@ -240,6 +256,8 @@ def cheap_outputs() -> list[str]:
                 out += TEMPLATES[f"{arm}_fisher_overlap"].values()
     if config.get("vit"):
         out += weight_decay_results()
+        if ART.stability.get("vit"):
+            out += TEMPLATES["vit_stability"].values()
     if config.get("lm"):
         out += TEMPLATES["lm_headline"].values()
         if config["lm"].get("benchmarks"):
@@ -261,6 +279,10 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
     "vit_frontier_budgets": ("Vision arm", "Frontier of bases (ours)"),
     "vit_fisher_overlap": ("Vision arm", "True vs empirical Fisher (ours)"),
     "vit_fisher_edits": ("Vision arm", "True vs empirical Fisher (ours)"),
+    "vit_stability": ("Vision arm", "Seeds and checkpoints (ours)"),
+    "vit_stability_overlap": ("Vision arm", "Seeds and checkpoints (ours)"),
+    "vit_stability_edits": ("Vision arm", "Seeds and checkpoints (ours)"),
+    "vit_seeds": ("Vision arm", "Seeds and checkpoints (ours)"),
     "lm_table1": ("LM arm", "Table 1: verbatim recitation"),
     "table1_lm": ("LM arm", "Table 1: verbatim recitation"),
     "lm_differences": ("LM arm", "Table 1: verbatim recitation"),

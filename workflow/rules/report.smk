@@ -159,6 +159,8 @@ rule figures:
                 lm_frontier=TEMPLATES["lm_tables"]["frontier"])
            if LM else {}),
         cost=TEMPLATES["cost"]["table"],
+        **({"vit_stability_overlap": TEMPLATES["vit_stability"]["overlap"],
+            "vit_stability_edits": TEMPLATES["vit_stability"]["edits"]} if VIT and ART.stability.get("vit") else {}),
         **({"lm_train_metrics": ART["lm_train"].metrics} if LM and "lm_train" in ART else {}),
         **({"lm_benchmarks": TEMPLATES["lm_benchmarks"]["table"]} if LM and LM.get("benchmarks") else {}),
     output:

@@ -7,7 +7,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import MODEL_LABELS, activation_bands, cutoff_profile, frontier_figure, interval_bars, save
+from ..plotting import MODEL_LABELS, activation_bands, cutoff_profile, frontier_figure, interval_bars, save,
+                        stability_figure
 from ..sweep import cutoff_steps, with_bands
 from .tables import COUNTS, Headline
 
@@ -131,7 +132,8 @@ def vit_weight_decay(family: pd.DataFrame, out: Path) -> None:
 
 
 def draw(out: Path, *, table2: pd.DataFrame, sweep: pd.DataFrame, activation: pd.DataFrame, spectra: pd.DataFrame,
-         history: list[dict], headline: Headline, weight_decay: pd.DataFrame, frontier: pd.DataFrame) -> None:
+         history: list[dict], headline: Headline, weight_decay: pd.DataFrame, frontier: pd.DataFrame,
+         stability_overlap: pd.DataFrame | None = None, stability_edits: pd.DataFrame | None = None) -> None:
     """Every figure of the vision arm into `out`."""
     vit_table2(table2, out)
     vit_sweep(sweep, headline, out)
@@ -144,3 +146,8 @@ def draw(out: Path, *, table2: pd.DataFrame, sweep: pd.DataFrame, activation: pd
                                "val_acc_drop_pts": "validation accuracy lost (points)"},
                     "Frontier of bases (vision): memorization left against damage, every method swept over its "
                     "own cutoff on the same layers", out, "vit_frontier.png")
+    if stability_overlap is not None:
+        stability_figure(stability_overlap, stability_edits, "memorized_train_pct", "val_acc_pct",
+                         METRIC_LABELS, f"Seeds and checkpoints (vision): the curvature basis of {headline.layer_set}"
+                         f" across training seeds and through training; edits at rho {headline.rho:g}", out,
+                         "vit_stability.png")

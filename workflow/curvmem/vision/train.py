@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from .. import distributed, training
+from ..artifacts import checkpoint_epochs
 from ..common import crash_point
 from .data import ImageSet
 
@@ -30,7 +31,8 @@ class TrainConfig:
     warmup_steps: int = 100        # linear warm-up, then cosine decay to 0
     grad_clip: float = 1.0         # global gradient-norm clip (0: off)
     augment: bool = False          # random-resized crop + flip (image folders only)
-    seed: int = 0
+    seed: int = 0                  # initialization and data order
+    stop_after: float = 1.0        # fraction of the epochs trained: < 1 is a checkpoint of the full run (same schedule)
     device: str = "auto"           # "auto": cuda if available
     bf16: bool = False             # bf16 autocast (GPU)
     workers: int = 0               # DataLoader workers (image folders)
@@ -48,6 +50,8 @@ def train(model, train_set: ImageSet, mislabeled: np.ndarray, cfg: TrainConfig, 
     augmentation draw per rank, so only without them do N ranks train exactly the model of one.
     """
     ranks = distributed.ranks()
+    assert 0 < cfg.stop_after <= 1, f"vit.train.stop_after {cfg.stop_after} must be in (0, 1]"
+    epochs_run = checkpoint_epochs(cfg.epochs, cfg.stop_after)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     last = len(train_set) % cfg.batch_size
     assert cfg.batch_size % ranks.size == 0 and (last == 0 or last >= ranks.size), (
@@ -63,8 +67,8 @@ def train(model, train_set: ImageSet, mislabeled: np.ndarray, cfg: TrainConfig, 
     net = model
     if ranks.size > 1:
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="train", mininterval=10, disable=not ranks.is_main)
-    for epoch in range(cfg.epochs):
+    bar = tqdm(total=epochs_run * steps_per_epoch, desc="train", mininterval=10, disable=not ranks.is_main)
+    for epoch in range(epochs_run):  # the schedule above spans all cfg.epochs: a checkpoint stops on its way
         t0 = time.time()
         counts = torch.zeros(4, dtype=torch.float64)  # summed loss, fit, mislabeled fit, seen: this rank's
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
