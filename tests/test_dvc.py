@@ -67,7 +67,7 @@ def test_plain_dvc_pull_recomputes_nothing_pulled(pulled, test_run):
     assert not EXPENSIVE & set(counts), f"a plain dvc pull left expensive jobs to run: {counts}"
     # edits: 2 layer sets x (K-FAC, SVD) + the frontier's 6 methods, per arm
     assert counts == {"vit_baseline": 1, "vit_edits": 10, "vit_bsn": 1, "vit_activation_ratio": 1,
-                      "vit_weight_decay": 2, "vit_fisher_overlap": 1, "vit_tables": 1, "lm_fisher_overlap": 1,
+                      "vit_weight_decay": 2, "vit_fisher_overlap": 1, "vit_stability": 1, "vit_tables": 1, "lm_fisher_overlap": 1,
                       "lm_baseline": 1, "lm_edits": 10, "lm_bsn": 2, "lm_activation_ratio": 1, "lm_tables": 1,
                       "lm_headline": 1, "cost": 1, "metrics": 1, "figures": 1}, counts  # cheap results: not published
     for name in ("table2_vit.csv", "vit_sweep.csv", "table1_lm.csv", "lm_sweep.csv"):
@@ -94,17 +94,18 @@ def test_parameter_changes_after_a_pull_rerun_exactly_their_dependents(pulled):
     clone, _, _ = pulled  # dry runs only: the shared clone is not changed
     config = yaml.safe_load((clone / "config/test.yaml").read_text())
     config["vit"]["edit"]["rhos"] = [0.5, 0.8]  # one cutoff changed: 0.9 -> 0.8
-    config["vit"]["headline"]["rho"] = 0.8  # also the edit of each member of the weight-decay family
+    config["vit"]["headline"]["rho"] = 0.8  # also the edit of each member of the weight-decay family and stability study
     (clone / "config/changed.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(clone, "--configfile", "config/changed.yaml", "-n"))
-    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_tables": 1, "cost": 1, "metrics": 1,
-                      "figures": 1}, counts
+    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_stability": 1, "vit_tables": 1, "cost": 1,
+                      "metrics": 1, "figures": 1}, counts
     config["lm"]["factors"]["n_sequences"] = 24  # fewer factor sequences: factors, basis and what reads them
     (clone / "config/changed.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(clone, "--configfile", "config/changed.yaml", "-n"))
     # both Fisher types' factors and basis, the edits that read a basis: K-FAC of 2 layer sets, kfac_scaled, ekfac,
     # activation, kfac_empirical (not SVD, magnitude, random), and the Fisher comparison
-    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_tables": 1, "lm_factors": 2, "lm_basis": 2,
+    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_stability": 1, "vit_tables": 1, "lm_factors": 2,
+                      "lm_basis": 2,
                       "lm_ekfac": 1, "lm_edits": 6, "lm_bsn": 2, "lm_fisher_overlap": 1,
                       "lm_activation_ratio": 1, "lm_tables": 1, "lm_headline": 1, "cost": 1, "metrics": 1,
                       "figures": 1}, counts

@@ -45,7 +45,7 @@ def test_full_dag_builds_every_output(workdir):
                        "lm_frontier.png", "lm_recitation_vs_perplexity.png", "lm_rho_profile.png", "lm_stress_test.png", "lm_table1.png",
                        "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png",
                        "vit_activation_ratio.png", "vit_frontier.png", "vit_rho_profile.png", "vit_rho_sweep.png", "vit_spectra.png",
-                       "vit_table2.png", "vit_training.png", "vit_weight_decay.png"]
+                       "vit_stability.png", "vit_table2.png", "vit_training.png", "vit_weight_decay.png"]
     art = layout(workdir)
     assert all((workdir / "logs" / f"{rule}.log").exists() for rule in ("lm_train", "figures"))
     assert all((workdir / "logs" / rule / f"{art[rule].fp}.log").exists() for rule in ("vit_train", "vit_factors",
@@ -165,9 +165,10 @@ def test_one_job_per_cutoff_reruns_only_the_changed_cutoff(workdir, tmp_path):
 
     cfg = changed_config(work, "per_cutoff2", change)
     counts = job_counts(snakemake(work, *cfg, "-n"))
-    # rho 0.8: the two K-FAC jobs, and the headline edit of both members of the weight-decay family
-    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_tables": 1, "cost": 1, "metrics": 1,
-                      "figures": 1}, counts
+    # rho 0.8: the two K-FAC jobs, the headline edit of both members of the weight-decay family and of the
+    # stability study
+    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_stability": 1, "vit_tables": 1, "cost": 1,
+                      "metrics": 1, "figures": 1}, counts
     # the same sweep as grouped jobs gave: one job per cutoff changes how, not what, is computed
     grouped = pd.read_csv(workdir / "results/tables/vit_sweep.csv")
     assert (work / "results/tables/vit_sweep.csv").read_text() == (workdir / "results/tables/vit_sweep.csv").read_text()
@@ -210,11 +211,13 @@ def test_changing_a_training_parameter_reruns_its_dependents_only(workdir):
     result is recomputed; the data, the corruption and the LM arm are untouched."""
     cfg = changed_config(workdir, "changed_train", lambda c: c["vit"]["train"].update(epochs=4))
     counts = job_counts(snakemake(workdir, *cfg, "-n"))
-    # both members of the weight-decay family (the trained model is one of them) follow the recipe; the
-    # trained model's factors and basis twice, the paper's Fisher and the empirical one it is compared with
-    assert counts == {"vit_train": 2, "vit_factors": 3, "vit_basis": 3, "vit_ekfac": 1, "vit_baseline": 1,
+    # both members of the weight-decay family and the stability study's seed 1 and checkpoint (the trained
+    # model is a member of both) follow the recipe; the trained model's factors and basis twice, the paper's
+    # Fisher and the empirical one it is compared with
+    assert counts == {"vit_train": 4, "vit_factors": 5, "vit_basis": 5, "vit_ekfac": 1, "vit_baseline": 1,
                       "vit_edits": 10, "vit_bsn": 1, "vit_activation_ratio": 1, "vit_weight_decay": 2,
-                      "vit_fisher_overlap": 1, "vit_tables": 1, "cost": 1, "metrics": 1, "figures": 1}, counts
+                      "vit_fisher_overlap": 1, "vit_stability": 1, "vit_tables": 1, "cost": 1, "metrics": 1,
+                      "figures": 1}, counts
 
 
 def test_weight_decay_family(workdir):
@@ -238,6 +241,40 @@ def test_weight_decay_family(workdir):
     assert own.top10_ratio.iloc[0] == pytest.approx(headline[headline.band == "top 10%"].ratio.mean(), rel=1e-3)
     assert family.band_separation.tolist() == pytest.approx((family.bottom50_ratio / family.top10_ratio).tolist(),
                                                             rel=1e-3)
+
+
+def test_stability_study(workdir):
+    """Seeds and checkpoints on the test config's members (seeds 0 and 1, seed 0 stopped at 2 of its 3
+    epochs): seed 0 is the trained model, whose unedited and own-basis rows reproduce what the independent
+    baseline and sweep jobs measured; the checkpoint's run is the first epochs of the full run's; its basis
+    is closer to the full run's than another seed's is."""
+    art = layout(workdir)
+    members = art.stability["vit"]
+    assert list(members) == ["seed0", "seed1", "seed0-at0.5"]
+    assert members["seed0"]["vit_basis"].outputs == art["vit_basis"].outputs
+    full = json.loads((workdir / art["vit_train"].metrics).read_text())["history"]
+    stopped = json.loads((workdir / members["seed0-at0.5"]["vit_train"].metrics).read_text())["history"]
+    assert len(full) == 3 and len(stopped) == 2
+    for a, b in zip(stopped, full):
+        assert a["lr"] == pytest.approx(b["lr"]) and a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
+    edits = pd.read_csv(workdir / "results/tables/vit_stability_edits.csv", keep_default_na=False)
+    table2 = pd.read_csv(workdir / "results/tables/table2_vit.csv").set_index("model")
+    seed0 = edits[edits.weights == "seed0"].set_index(["relation", "method"])
+    for metric in ("memorized_train_pct", "train_gt_acc_pct", "val_acc_pct"):
+        assert seed0.loc[("unedited", "none"), metric] == pytest.approx(table2.loc["baseline", metric])
+        assert seed0.loc[("own", "kfac"), metric] == pytest.approx(table2.loc["kfac", metric])
+        assert seed0.loc[("own", "svd"), metric] == pytest.approx(table2.loc["svd", metric])
+    transfers = set(zip(edits.weights, edits.basis, edits.relation))
+    assert {("seed0", "seed1", "other seed"), ("seed1", "seed0", "other seed"),
+            ("seed0", "seed0-at0.5", "checkpoint"), ("seed0-at0.5", "seed0-at0.5", "own")} <= transfers
+    overlap = pd.read_csv(workdir / "results/tables/vit_stability_overlap.csv")
+    pairs = overlap[overlap.factor == "pairs"].groupby("relation").overlap.mean()
+    assert pairs["checkpoint"] > pairs["other seed"] and (overlap.overlap.between(0, 1 + 1e-6)).all()
+    seeds = pd.read_csv(workdir / "results/tables/vit_seeds.csv")
+    assert (seeds.n_seeds == 2).all() and set(seeds.setting) == {"unedited", "kfac rho 0.9", "svd drop 0.5"}
+    unedited = edits[(edits.relation == "unedited") & (edits.fraction == 1)].memorized_train_pct
+    row = seeds[(seeds.setting == "unedited") & (seeds.metric == "memorized_train_pct")].iloc[0]
+    assert row["mean"] == pytest.approx(unedited.mean(), rel=1e-3) and row["std"] == pytest.approx(unedited.std(), rel=1e-3)
 
 
 @pytest.mark.parametrize("arm", ["vit", "lm"])

@@ -8,6 +8,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter, PercentFormatter  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -213,8 +215,13 @@ def stability_figure(overlap: pd.DataFrame, edits: pd.DataFrame, memorization: s
     k/d, each compared pair averaged over the modules (band: the modules' range) with chance as a dotted
     line, and the headline K-FAC edit of each member's weights with its own, another seed's and a
     checkpoint's basis, memorization against damage with 95% intervals."""
+    from .subspaces import TOP_FRACTIONS  # here: the module imports torch, the other figures need none
+
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     spans = overlap[overlap.factor != "pairs"]
+    # k / d of a module is its nominal fraction rounded to whole vectors: modules of other widths meet there
+    nominal = np.array(TOP_FRACTIONS)[np.abs(np.log(spans.cutoff.to_numpy()[:, None] / TOP_FRACTIONS)).argmin(1)]
+    spans = spans.assign(cutoff=nominal)
     for ax, factor in zip(axes[:2], ("G", "A")):
         rows = spans[spans.factor == factor]
         for (a, b, relation), pair in rows.groupby(["a", "b", "relation"], sort=False):
@@ -228,6 +235,9 @@ def stability_figure(overlap: pd.DataFrame, edits: pd.DataFrame, memorization: s
         ax.set(xscale="log", ylim=(0, 1.02), xlabel="top k / d of the eigenvectors",
                ylabel="mean squared cosine of the principal angles",
                title=f"{factor}'s top-k eigenspaces (mean over the modules)")
+        ax.set_xticks(TOP_FRACTIONS)
+        ax.xaxis.set_major_formatter(PercentFormatter(1, decimals=0))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7)
     ax = axes[2]
     for relation, rows in edits.groupby("relation", sort=False):

@@ -9,6 +9,7 @@ from ..artifacts import checkpoint_epochs
 from ..common import ConfigError
 from ..layers import check_patterns
 
+
 def check_checkpoints(vit: dict) -> None:
     """Each checkpoint of the stability study stops the trained model's run (a seed of the study) at an
     epoch of its own, before the last."""

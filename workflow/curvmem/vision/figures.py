@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..plotting import MODEL_LABELS, activation_bands, cutoff_profile, frontier_figure, interval_bars, save,
-                        stability_figure
+from ..plotting import (MODEL_LABELS, activation_bands, cutoff_profile, frontier_figure, interval_bars, save,
+                        stability_figure)
 from ..sweep import cutoff_steps, with_bands
 from .tables import COUNTS, Headline
 

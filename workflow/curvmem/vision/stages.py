@@ -335,7 +335,7 @@ def stability(params: StabilityStage, *, models: list[str], bases: list[str], da
                              "kept_fraction": float(np.mean(list(kept.values()))), **evaluate(vit)})
         if member["fraction"] == 1:
             with ModelEditor(vit, modules, "svd").applied(params.svd_drop_fraction) as kept:
-                rows.append({**member, "basis": "", "relation": "unedited", "method": "svd",
+                rows.append({**member, "basis": "", "relation": st.OWN, "method": "svd",
                              "cutoff": params.svd_drop_fraction, "kept_fraction": float(np.mean(list(kept.values()))),
                              **evaluate(vit)})
         for row in rows[first:]:
