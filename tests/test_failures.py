@@ -141,7 +141,7 @@ MALFORMED = [
     ("LM window longer than the context", bad("test.yaml", "lm.windows.prefix", 60),
      "lm.windows: prefix + suffix exceeds lm.train.seq_len"),
     ("two checkpoints at one epoch", bad("test.yaml", "vit.stability.checkpoints", [0.5, 0.6]),
-     "vit.stability.checkpoints[1]: 0.6 and 0.5 of 3 epochs both stop after epoch 2"),
+     "vit.stability.checkpoints[1]: 0.6 and 0.5 of 3 epochs both stop after 2"),
     ("arithmetic width that mixes widths", bad("test.yaml", "lm.world.arithmetic_width", 2),
      "lm.world.arithmetic_width: 2 is not one of [0, 3]"),
 ]

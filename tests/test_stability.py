@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from curvmem import io, stability
-from curvmem.artifacts import checkpoint_epochs, stability_members, vit_stability_member
+from curvmem.artifacts import stability_member, stability_members
+from curvmem.common import run_length
 from curvmem.basis import eigh_descending
 from curvmem.vision import train as vit_train
 from curvmem.vision.data import ImageSet
@@ -26,9 +27,9 @@ def test_members_of_the_config():
         "seed3": {"seed": 3, "fraction": 1.0}, "seed3-at0.5": {"seed": 3, "fraction": 0.5}}
     assert stability_members({"train": {"seed": 3}}) == {}
     # the full run of the trained model's seed has the trained model's parameters exactly
-    assert vit_stability_member(vit, 3, 1.0) == vit
-    assert vit_stability_member(vit, 5, 0.25)["train"] == {"seed": 5, "epochs": 8, "stop_after": 0.25}
-    assert [checkpoint_epochs(8, f) for f in (0.01, 0.25, 0.5, 0.75, 1.0)] == [1, 2, 4, 6, 8]
+    assert stability_member(vit, 3, 1.0) == vit
+    assert stability_member(vit, 5, 0.25)["train"] == {"seed": 5, "epochs": 8, "stop_after": 0.25}
+    assert [run_length(8, f) for f in (0.01, 0.25, 0.5, 0.75, 1.0)] == [1, 2, 4, 6, 8]
 
 
 def test_compared_pairs_and_transfer_plan_are_the_hand_enumerated_ones():
@@ -97,7 +98,7 @@ def test_a_checkpoint_is_its_full_run_stopped_on_the_way(tmp_path, monkeypatch):
     data = tiny_split(tmp_path)
     model_cfg = ViTConfig(img_size=8, patch_size=4, num_classes=3, embed_dim=16, depth=1, num_heads=2)
     cfg = TrainConfig(epochs=4, batch_size=8, lr=1e-2, warmup_steps=2, weight_decay=0.1)
-    steps_per_epoch, stopped_at = 3, checkpoint_epochs(4, 0.5)
+    steps_per_epoch, stopped_at = 3, run_length(4, 0.5)
     snapshots, plain_step = [], vit_train.training.step
 
     def snapshot_step(*args, **kwargs):
@@ -119,5 +120,5 @@ def test_a_checkpoint_is_its_full_run_stopped_on_the_way(tmp_path, monkeypatch):
     for name, tensor in checkpoint.state_dict().items():
         torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0, msg=name)
     assert not torch.equal(checkpoint.state_dict()["head.weight"], model.state_dict()["head.weight"])
-    with pytest.raises(AssertionError, match="stop_after 0 must be in"):
+    with pytest.raises(AssertionError, match="train.stop_after 0 must be in"):
         vit_train.train(checkpoint, data, np.array([0]), TrainConfig(**{**cfg.__dict__, "stop_after": 0}), "cpu")

@@ -72,6 +72,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                "masks": "results/lm/bsn/{layer_set}/{setting}.safetensors",
                "cost": "results/cost/lm_bsn/{layer_set}/{setting}.json"},
     "lm_activation_ratio": {"ratio": "results/lm/activation_ratio.parquet", "profile": "results/lm/band_profile.parquet"},
+    "lm_stability": {"overlap": "results/tables/lm_stability_overlap.csv",  # only with lm.stability
+                     "edits": "results/tables/lm_stability_edits.csv", "seeds": "results/tables/lm_seeds.csv"},
     "lm_tables": {"table1": "results/tables/table1_lm.csv", "sweep": "results/tables/lm_sweep.csv",
                   "tasks": "results/tables/lm_tasks.csv", "facts": "results/tables/lm_facts.csv",
                   "activation": "results/tables/lm_activation_ratio.csv", "selection": "results/lm/selection.json",
@@ -188,32 +190,28 @@ def vit_member(vit: dict, weight_decay: float) -> dict:
 
 
 VIT_MEMBER_RULES = ("vit_train", "vit_factors", "vit_basis")  # what each member of a family has of its own
+LM_MEMBER_RULES = ("lm_train", "lm_mine", "lm_sets", "lm_factors", "lm_basis")  # lm_mine only with lm.mine
 
 
-def stability_members(vit: dict) -> dict[str, dict]:
-    """The models of the stability study (docs/method.md, section 12), label -> {seed, fraction}: one per
-    seed of `vit.stability.seeds` (default: the trained model's), trained in full, and the trained model's
-    run stopped at each of `vit.stability.checkpoints`. Empty without `vit.stability`."""
-    stability = vit.get("stability")
+def stability_members(arm: dict) -> dict[str, dict]:
+    """The models of an arm's stability study (docs/method.md, section 12), label -> {seed, fraction}:
+    one per seed of `<arm>.stability.seeds` (default: the trained model's), trained in full, and the
+    trained model's run stopped at each of `<arm>.stability.checkpoints`. Empty without `stability`."""
+    stability = arm.get("stability")
     if not stability:
         return {}
-    seed = vit["train"]["seed"]
+    seed = arm["train"]["seed"]
     members = {f"seed{s}": {"seed": s, "fraction": 1.0} for s in stability.get("seeds") or [seed]}
     members.update({f"seed{seed}-at{cutoff_token(f)}": {"seed": seed, "fraction": f}
                     for f in stability.get("checkpoints") or []})
     return members
 
 
-def checkpoint_epochs(epochs: int, fraction: float) -> int:
-    """The epochs a run stopped at `fraction` of its `epochs` trains (at least one)."""
-    return max(1, round(fraction * epochs))
-
-
-def vit_stability_member(vit: dict, seed: int, fraction: float) -> dict:
-    """The `vit:` section of a stability member: trained with `seed`, stopped at `fraction` of its epochs
-    (1: the full run, whose parameters are the trained model's own when the seed is)."""
-    train = {**vit["train"], "seed": seed, **({"stop_after": fraction} if fraction < 1 else {})}
-    return {**vit, "train": train}
+def stability_member(arm: dict, seed: int, fraction: float) -> dict:
+    """An arm's config section for a stability member: trained with `seed`, stopped at `fraction` of its
+    epochs or steps (1: the full run, whose parameters are the trained model's own when the seed is)."""
+    train = {**arm["train"], "seed": seed, **({"stop_after": fraction} if fraction < 1 else {})}
+    return {**arm, "train": train}
 
 
 def vit_stages(vit: dict) -> list[Stage]:
@@ -290,7 +288,8 @@ def lm_stages(lm: dict, file_digests: dict | None = None) -> list[Stage]:
 class Layout:
     """Paths of every expensive artifact of a config, fingerprinted: `layout["vit_train"].model`;
     the ViT weight-decay family's own as `layout.vit_family["0.3"]["vit_train"].model`, the factors
-    and basis of another Fisher type as `layout.fisher_bases["vit"]["empirical"]["vit_basis"].basis`."""
+    and basis of another Fisher type as `layout.fisher_bases["vit"]["empirical"]["vit_basis"].basis`,
+    a stability member's as `layout.stability["lm"]["seed1"]["lm_sets"].sets`."""
 
     def __init__(self, config: dict, file_digests: dict | None = None):
         self.stages: dict[str, Stage] = {}
@@ -306,15 +305,22 @@ class Layout:
                 self.vit_family[cutoff_token(wd)] = {rule: member[rule] for rule in VIT_MEMBER_RULES}
             self.fisher_bases["vit"] = {fisher: self._other_fisher(vit_stages(with_fisher(vit, fisher)), "vit")
                                         for fisher in fisher_comparisons(vit)}
-            self.stability["vit"] = {}
-            for label, member in stability_members(vit).items():
-                chain = self._chain(vit_stages(vit_stability_member(vit, member["seed"], member["fraction"])))
-                self.stability["vit"][label] = {rule: chain[rule] for rule in VIT_MEMBER_RULES}
+            self.stability["vit"] = self._stability_members(vit, vit_stages, VIT_MEMBER_RULES)
         if config.get("lm"):
             lm = config["lm"]
             self.stages.update(self._chain(lm_stages(lm, file_digests), self.stages))
             self.fisher_bases["lm"] = {fisher: self._other_fisher(lm_stages(with_fisher(lm, fisher), file_digests), "lm")
                                        for fisher in fisher_comparisons(lm)}
+            self.stability["lm"] = self._stability_members(lm, lambda s: lm_stages(s, file_digests), LM_MEMBER_RULES)
+
+    def _stability_members(self, arm: dict, stages, rules: tuple[str, ...]) -> dict[str, dict[str, Stage]]:
+        """label -> rule -> stage of what each member of an arm's stability study has of its own (a member
+        equal to the trained model shares its stages by fingerprint)."""
+        members = {}
+        for label, member in stability_members(arm).items():
+            chain = self._chain(stages(stability_member(arm, member["seed"], member["fraction"])))
+            members[label] = {rule: chain[rule] for rule in rules if rule in chain}
+        return members
 
     def _other_fisher(self, stages: list[Stage], arm: str) -> dict[str, Stage]:
         """The factors and basis of an arm's chain with another Fisher type (the rest is the main chain's)."""

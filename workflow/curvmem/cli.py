@@ -50,6 +50,7 @@ STAGES = {
     "vit_weight_decay": "curvmem.vision.stages:weight_decay_member",
     "vit_stability": "curvmem.vision.stages:stability",
     "vit_tables": "curvmem.vision.tables:stage",
+    "lm_stability": "curvmem.lm.stages:stability",
     "lm_data": "curvmem.lm.stages:data",
     "lm_import": "curvmem.lm.stages:import_model",
     "lm_train": "curvmem.lm.stages:train",

@@ -36,6 +36,12 @@ def from_dict(cls, data: dict | None, where: str = "config"):
     return cls(**kwargs)
 
 
+def run_length(total: int, stop_after: float) -> int:
+    """The epochs (or steps) of a run stopped at fraction `stop_after` of its `total`: at least one."""
+    assert 0 < stop_after <= 1, f"train.stop_after {stop_after} must be in (0, 1]"
+    return max(1, round(stop_after * total))
+
+
 def setup_torch(threads: int, seed: int = 0) -> None:
     """Fixed thread count and seeds: CPU results are reproducible for a given thread count."""
     import torch

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .artifacts import BSN_AXES, FISHER_METHODS, bsn_grid, cutoff_token
-from .common import ConfigError
+from .common import ConfigError, run_length
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 CACHE = Path(".snakemake/curvmem/checks.json")
@@ -150,6 +150,31 @@ def _versions() -> tuple[str, ...]:
     return tuple(out)
 
 
+def check_stability(arm: str, section: dict, length: str) -> None:
+    """Each checkpoint of an arm's stability study stops the trained model's run (a seed of the study)
+    at an epoch (LM: step) of its own, before the last; the study needs a model the arm trains."""
+    stability = section.get("stability") or {}
+    if not stability:
+        return
+    if not section.get("train"):
+        raise ConfigError(f"config key {arm}.stability: needs {arm}.train (the study trains its models)")
+    if arm == "lm" and stability["layer_set"] not in section["edit"]["layer_sets"]:
+        raise ConfigError(f"config key lm.stability.layer_set: {stability['layer_set']!r} is not in lm.edit.layer_sets")
+    total, seed = section["train"][length], section["train"]["seed"]
+    if stability.get("checkpoints") and seed not in (stability.get("seeds") or [seed]):
+        raise ConfigError(f"config key {arm}.stability.seeds: the checkpoints are of the trained model's run, so "
+                          f"its seed ({arm}.train.seed: {seed}) must be one of them")
+    stops = {}
+    for i, fraction in enumerate(stability.get("checkpoints") or []):
+        stop = run_length(total, fraction)
+        key = f"config key {arm}.stability.checkpoints[{i}]"
+        if stop == total:
+            raise ConfigError(f"{key}: {fraction} of {total} {length} stops at the last one: that is the trained model")
+        if stop in stops:
+            raise ConfigError(f"{key}: {fraction} and {stops[stop]} of {total} {length} both stop after {stop}")
+        stops[stop] = fraction
+
+
 def validate(config: dict, memo: Memo | None = None) -> dict:
     """Raise ConfigError (one line) for any problem; return the config unchanged."""
     check_schema(config)
@@ -159,6 +184,7 @@ def validate(config: dict, memo: Memo | None = None) -> dict:
 
         check_cutoffs("vit", config["vit"]["edit"])
         vit_checks.check(config["vit"], config["scale"], memo)
+        check_stability("vit", config["vit"], "epochs")
         check_frontier("vit", config["vit"])
         check_bsn("vit", config["vit"])
     if "lm" in config:
@@ -166,6 +192,7 @@ def validate(config: dict, memo: Memo | None = None) -> dict:
 
         check_cutoffs("lm", config["lm"]["edit"])
         lm_checks.check(config["lm"], config["scale"], memo)
+        check_stability("lm", config["lm"], "steps")
         check_frontier("lm", config["lm"])
         check_bsn("lm", config["lm"])
     return config

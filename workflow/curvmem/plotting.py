@@ -209,6 +209,13 @@ STABILITY_STYLE = {"unedited": ("#7f7f7f", "*"), "own": ("#1f77b4", "o"), "other
                    "checkpoint": ("#2ca02c", "s")}
 
 
+def _interval(rows: pd.DataFrame, metric: str):
+    """Error bar lengths of a metric with a 95% interval (`<metric>_ci_low`, `_ci_high`); None without one."""
+    if f"{metric}_ci_low" not in rows:
+        return None
+    return [rows[metric] - rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"] - rows[metric]]
+
+
 def stability_figure(overlap: pd.DataFrame, edits: pd.DataFrame, memorization: str, damage: str,
                      axis_labels: dict[str, str], title: str, out: Path, name: str) -> None:
     """Seeds and checkpoints (`curvmem.stability`): the top-k eigenspace overlap of G and of A against
@@ -245,15 +252,13 @@ def stability_figure(overlap: pd.DataFrame, edits: pd.DataFrame, memorization: s
         color, marker = STABILITY_STYLE[relation]
         ax.errorbar(rows[damage], rows[memorization], fmt=marker, color=color, ms=8 if marker == "*" else 6,
                     capsize=2, lw=0.8, label=relation if relation != "own" else "own basis (the paper's edit)",
-                    xerr=[rows[damage] - rows[f"{damage}_ci_low"], rows[f"{damage}_ci_high"] - rows[damage]],
-                    yerr=[rows[memorization] - rows[f"{memorization}_ci_low"],
-                          rows[f"{memorization}_ci_high"] - rows[memorization]])
+                    xerr=_interval(rows, damage), yerr=_interval(rows, memorization))
         for r in rows.itertuples():
             tag = r.weights if relation in ("unedited", "own") else f"{r.weights} | {r.basis}"
             ax.annotate(tag, (getattr(r, damage), getattr(r, memorization)), fontsize=6, alpha=0.7,
                         xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel=axis_labels[damage], ylabel=axis_labels[memorization],
-           title="Headline K-FAC edit: weights | basis (bars: 95% Wilson)")
+           title="K-FAC edit: weights | basis (bars: 95% Wilson)")
     ax.legend(fontsize=7)
     fig.suptitle(title, y=1.02)
     fig.tight_layout()

@@ -13,13 +13,33 @@ and data order), trained in full, and the trained model's run stopped at fractio
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
+from typing import Callable
 
 import pandas as pd
 
+from . import io
 from .subspaces import basis_overlap
 
+log = logging.getLogger(__name__)
+
 OWN, OTHER_SEED, CHECKPOINT = "own", "other seed", "checkpoint"  # how a transfer edit's basis relates to its weights
+ROW_KEYS = ["weights", "seed", "fraction", "basis", "relation", "method", "cutoff", "kept_fraction"]  # of transfer rows
+
+
+def member_dict(members: list[dict]) -> dict[str, dict]:
+    """label -> {seed, fraction} of a stage's members: a list in the params, since the JSON of a rule's
+    params sorts a dict's keys and the order is that of the models and bases."""
+    return {m["label"]: {"seed": m["seed"], "fraction": m["fraction"]} for m in members}
+
+
+def check_trained(path: str, label: str, member: dict, trained: dict) -> None:
+    """The model at `path`, trained with the `trained` config, is the member's: its seed and stop."""
+    if (trained["seed"], trained.get("stop_after", 1.0)) != (member["seed"], member["fraction"]):
+        raise io.artifact_error(path, f"is not the model of stability member {label} (seed {member['seed']}, "
+                                      f"stopped at {member['fraction']})")
 
 
 def full_runs(members: dict[str, dict]) -> list[str]:
@@ -58,6 +78,27 @@ def overlap_table(bases: dict[str, dict], members: dict[str, dict], modules: lis
     return pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else pd.DataFrame(columns=columns)
 
 
+def log_overlaps(table: pd.DataFrame) -> None:
+    for r in table[table.factor == "pairs"].itertuples():
+        log.info("%s vs %s, %s: kept pairs at rho %g overlap %.3f (chance %.3f)", r.a, r.b, r.module, r.cutoff,
+                 r.overlap, r.chance)
+
+
+@contextlib.contextmanager
+def mean_kept(editor, cutoff: float):
+    """`editor.applied(cutoff)` (edit.ModelEditor) for the duration of the block; yields the kept fraction
+    averaged over the edited layers."""
+    with editor.applied(cutoff) as kept:
+        yield sum(kept.values()) / len(kept)
+
+
+def own_edits_of_full_runs(frame: pd.DataFrame, settings: dict[str, str]) -> pd.DataFrame:
+    """The rows of the seeds' spread: each full run unedited and edited with its own basis and its own
+    SVD, with column `setting` named by method (`settings`: method -> name)."""
+    full = frame[(frame.fraction == 1) & frame.relation.isin(["unedited", OWN])]
+    return full.assign(setting=full.method.map(settings))
+
+
 def seed_summary(rows: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Each metric of each setting (unedited, the headline edits with each seed's own basis) as mean,
     sample standard deviation, range and count over the full runs: `rows` has one row per seed and
@@ -71,3 +112,23 @@ def seed_summary(rows: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
                         "min": values.min(), "max": values.max(),
                         "seeds": " ".join(str(s) for s in group.seed)})
     return pd.DataFrame(out)
+
+
+def transfer_rows(members: dict[str, dict], load: Callable, kfac: Callable, svd: Callable) -> list[dict]:
+    """The rows of the transfer plan, one model load per member's weights: `load(label)` gives (model,
+    evaluate), evaluate(model) its metrics (a dict); `kfac(model, basis_label)` and `svd(model)` are
+    context managers that edit the model in place and give the kept fraction. Each member unedited,
+    with the planned K-FAC edits, and (full runs) the SVD edit."""
+    plan, rows = transfer_plan(members), []
+    for weights, member in members.items():
+        model, evaluate = load(weights)
+        row = {"weights": weights, **member}
+        rows.append({**row, "basis": "", "relation": "unedited", "method": "none", "kept_fraction": 1.0,
+                     **evaluate(model)})
+        edits = [("kfac", basis, relation) for w, basis, relation in plan if w == weights]
+        edits += [("svd", "", OWN)] if member["fraction"] == 1 else []
+        for method, basis, relation in edits:
+            with (kfac(model, basis) if method == "kfac" else svd(model)) as kept:
+                rows.append({**row, "basis": basis, "relation": relation, "method": method, "kept_fraction": kept,
+                             **evaluate(model)})
+    return rows

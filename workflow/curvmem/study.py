@@ -146,7 +146,8 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
             vit_sweep: str | None = None, vit_activation: str | None = None, vit_spectra: str | None = None,
             vit_train_metrics: str | None = None, vit_weight_decay: str | None = None, vit_frontier: str | None = None,
             vit_stability_overlap: str | None = None, vit_stability_edits: str | None = None,
-            lm_table1: str | None = None, lm_frontier: str | None = None,
+            lm_table1: str | None = None, lm_frontier: str | None = None, lm_stability_overlap: str | None = None,
+            lm_stability_edits: str | None = None,
             lm_sweep: str | None = None, lm_tasks: str | None = None, lm_facts: str | None = None, lm_activation: str | None = None,
             lm_selection: str | None = None, lm_train_metrics: str | None = None, lm_table6: str | None = None,
             lm_bands: str | None = None, lm_band_correlation: str | None = None, cost: str | None = None,
@@ -168,7 +169,8 @@ def figures(params: FigureParams, *, study: list[str], stamp: str, figures: str,
                                            activation=lm_activation, selection=lm_selection, table6=lm_table6,
                                            bands=lm_bands, band_correlation=lm_band_correlation,
                                            frontier=lm_frontier, train_metrics=lm_train_metrics,
-                                           benchmarks=lm_benchmarks)))
+                                           benchmarks=lm_benchmarks, stability_overlap=lm_stability_overlap,
+                                           stability_edits=lm_stability_edits)))
     if cost:
         drawings.append((_cost_figure, dict(out=out, cost=cost)))
     _in_processes(drawings, threads)
@@ -216,7 +218,7 @@ def _vit_figures(out: Path, headline: dict, table2: str, sweep: str, activation:
 
 def _lm_figures(out: Path, table1: str, sweep: str, tasks: str, facts: str, activation: str, selection: str,
                 table6: str, bands: str, band_correlation: str, frontier: str, train_metrics: str | None,
-                benchmarks: str | None) -> None:
+                benchmarks: str | None, stability_overlap: str | None = None, stability_edits: str | None = None) -> None:
     import pandas as pd
 
     from .lm import figures as lm_figures
@@ -227,7 +229,9 @@ def _lm_figures(out: Path, table1: str, sweep: str, tasks: str, facts: str, acti
                     facts=pd.read_csv(facts), activation=pd.read_csv(activation), selection=io.load_json(selection),
                     table6=pd.read_csv(table6), bands=pd.read_csv(bands), band_correlation=pd.read_csv(band_correlation),
                     frontier=_csv(frontier), history=io.load_json(train_metrics)["history"] if train_metrics else None,
-                    benchmarks=pd.read_csv(benchmarks) if benchmarks else None)
+                    benchmarks=pd.read_csv(benchmarks) if benchmarks else None,
+                    stability_overlap=pd.read_csv(stability_overlap) if stability_overlap else None,
+                    stability_edits=_csv(stability_edits) if stability_edits else None)
 
 
 def _cost_figure(out: Path, cost: str) -> None:

@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from curvmem.artifacts import (BASIS_METHODS, FISHER_METHODS, METHODS, TEMPLATES, VIT_MEMBER_RULES, Layout, bsn_grid,
-                               cutoff_token, frontier_modules, lm_model_rule, stability_members, weight_decays)
+from curvmem.artifacts import (BASIS_METHODS, FISHER_METHODS, LM_MEMBER_RULES, METHODS, TEMPLATES, VIT_MEMBER_RULES,
+                               Layout, bsn_grid, cutoff_token, frontier_modules, lm_model_rule, stability_members,
+                               weight_decays)
 from curvmem.config import ConfigError, Memo, file_digests, validate
 
 try:
@@ -162,25 +163,27 @@ def member_artifact(rule: str, output: str):
     return lambda wildcards: ART.vit_family[wildcards.weight_decay][rule].outputs[output]
 
 
-def stability_inputs(output: str) -> list:
-    """One artifact of every member of the ViT stability study (`ART.stability`), in the members' order."""
-    maker = {"model": "vit_train", "basis": "vit_basis"}[output]
-    return [ancient(member[maker].outputs[output]) for member in ART.stability["vit"].values()]
+def stability_inputs(arm: str, output: str) -> list:
+    """One artifact of every member of an arm's stability study (`ART.stability`), in the members' order."""
+    maker = {"model": "train", "sets": "sets", "basis": "basis"}[output]
+    return [ancient(member[f"{arm}_{maker}"].outputs[output]) for member in ART.stability[arm].values()]
 
 
-def stability_params() -> dict:
-    """What the ViT stability study edits and compares: its members, the headline edits (K-FAC with each
-    basis, SVD for the spread over seeds)."""
-    head = VIT["headline"]
-    return {"model": VIT["model"], "eval": VIT["eval"], "members": [{"label": label, **member} for label, member in stability_members(VIT).items()],
-            "svd_drop_fraction": head["svd_drop_fraction"],
-            "edit": {"method": "kfac", "layer_set": head["layer_set"], "patterns": VIT["edit"]["layer_sets"][head["layer_set"]],
-                     "factor_modules": VIT["factors"]["modules"], "cutoffs": [head["rho"]]}}
+def stability_params(arm: str) -> dict:
+    """What an arm's stability study edits and compares: its members, the K-FAC edit (with each basis) and
+    the SVD edit (for the spread over seeds) of the ViT's headline or of `lm.stability`."""
+    section = config[arm]
+    members = [{"label": label, **member} for label, member in stability_members(section).items()]  # a list: ordered
+    head = section["headline"] if arm == "vit" else section["stability"]
+    edit = {"method": "kfac", "layer_set": head["layer_set"], "cutoffs": [head["rho"]],
+            "patterns": section["edit"]["layer_sets"][head["layer_set"]], "factor_modules": section["factors"]["modules"]}
+    return {"eval": section["eval"], "members": members, "edit": edit, "svd_drop_fraction": head["svd_drop_fraction"],
+            **({"model": section["model"]} if arm == "vit" else {})}
 
 
 def benchmark_file(rule: str) -> str:
     """Where Snakemake records the time and memory of an expensive rule's job (of the trained model)."""
-    per_fp = (*VIT_MEMBER_RULES, "lm_factors", "lm_basis")  # rules with one job per model or Fisher type
+    per_fp = (*VIT_MEMBER_RULES, *LM_MEMBER_RULES)  # rules with one job per model or Fisher type
     return f"logs/benchmarks/{rule}/{ART[rule].fp}.tsv" if rule in per_fp else f"logs/benchmarks/{rule}.tsv"
 
 
@@ -258,6 +261,8 @@ def cheap_outputs() -> list[str]:
         out += weight_decay_results()
         if ART.stability.get("vit"):
             out += TEMPLATES["vit_stability"].values()
+    if ART.stability.get("lm"):
+        out += TEMPLATES["lm_stability"].values()
     if config.get("lm"):
         out += TEMPLATES["lm_headline"].values()
         if config["lm"].get("benchmarks"):
@@ -283,6 +288,10 @@ REPORT_ITEMS = {  # file stem -> (category, subcategory) in the report: the arm,
     "vit_stability_overlap": ("Vision arm", "Seeds and checkpoints (ours)"),
     "vit_stability_edits": ("Vision arm", "Seeds and checkpoints (ours)"),
     "vit_seeds": ("Vision arm", "Seeds and checkpoints (ours)"),
+    "lm_stability": ("LM arm", "Seeds and checkpoints (ours)"),
+    "lm_stability_overlap": ("LM arm", "Seeds and checkpoints (ours)"),
+    "lm_stability_edits": ("LM arm", "Seeds and checkpoints (ours)"),
+    "lm_seeds": ("LM arm", "Seeds and checkpoints (ours)"),
     "lm_table1": ("LM arm", "Table 1: verbatim recitation"),
     "table1_lm": ("LM arm", "Table 1: verbatim recitation"),
     "lm_differences": ("LM arm", "Table 1: verbatim recitation"),

@@ -53,36 +53,36 @@ if LM:
     if "lm_mine" in ART:
 
         # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
-        rule lm_mine:
+        rule lm_mine:  # one job per model (the trained one, each member of the stability study)
             input:
-                model=ancient(lm_model()),
-                train_docs=ancient(ART["lm_data"].train_docs),
+                model=upstream_of("lm_mine", lm_model_rule(LM), "model"),
+                train_docs=upstream_of("lm_mine", "lm_data", "train_docs"),
             output:
-                **ART["lm_mine"].outputs,
+                **TEMPLATES["lm_mine"],
             params:
-                **stage("lm_mine", ART["lm_mine"].params),
+                **stage("lm_mine", artifact_params("lm_mine")),
             threads: config["threads"]["edit"]
             log:
-                "logs/lm_mine.log",
+                "logs/lm_mine/{fp}.log",
             benchmark:
-                "logs/benchmarks/lm_mine.tsv"
+                "logs/benchmarks/lm_mine/{fp}.tsv"
             shell:
                 STAGE
 
     # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
-    rule lm_sets:
+    rule lm_sets:  # one job per model (the trained one, each member of the stability study)
         input:
-            model=ancient(lm_model()),
-            candidates=ancient(ART["lm_data"].candidates),
-            **({"mined": ancient(ART["lm_mine"].mined)} if "lm_mine" in ART else {}),
+            model=upstream_of("lm_sets", lm_model_rule(LM), "model"),
+            candidates=upstream_of("lm_sets", "lm_data", "candidates"),
+            **({"mined": upstream_of("lm_sets", "lm_mine", "mined")} if "lm_mine" in ART else {}),
         output:
-            **ART["lm_sets"].outputs,
+            **TEMPLATES["lm_sets"],
         params:
-            **stage("lm_sets", ART["lm_sets"].params),
+            **stage("lm_sets", artifact_params("lm_sets")),
         threads: config["threads"]["edit"]
         log:
-            "logs/lm_sets.log",
+            "logs/lm_sets/{fp}.log",
         benchmark:
-            "logs/benchmarks/lm_sets.tsv"
+            "logs/benchmarks/lm_sets/{fp}.tsv"
         shell:
             STAGE

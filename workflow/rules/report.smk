@@ -161,6 +161,8 @@ rule figures:
         cost=TEMPLATES["cost"]["table"],
         **({"vit_stability_overlap": TEMPLATES["vit_stability"]["overlap"],
             "vit_stability_edits": TEMPLATES["vit_stability"]["edits"]} if VIT and ART.stability.get("vit") else {}),
+        **({"lm_stability_overlap": TEMPLATES["lm_stability"]["overlap"],
+            "lm_stability_edits": TEMPLATES["lm_stability"]["edits"]} if LM and ART.stability.get("lm") else {}),
         **({"lm_train_metrics": ART["lm_train"].metrics} if LM and "lm_train" in ART else {}),
         **({"lm_benchmarks": TEMPLATES["lm_benchmarks"]["table"]} if LM and LM.get("benchmarks") else {}),
     output:

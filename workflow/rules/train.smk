@@ -42,19 +42,20 @@ if LM and "lm_import" in ART:
 if LM and "lm_train" in ART:
 
     # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
-    rule lm_train:
+    rule lm_train:  # the trained model and each member of the stability study, by fingerprint
         input:
-            docs=ancient(ART["lm_data"].train_docs),
-            init=[ancient(ART["lm_import"].model)] if "lm_import" in ART else [],
+            docs=upstream_of("lm_train", "lm_data", "train_docs"),
+            init=(lambda wildcards: [ancient(ART.upstream("lm_train", wildcards.fp, "lm_import").model)])
+            if "lm_import" in ART else [],
         output:
-            model=directory(ART["lm_train"].model),
-            metrics=ART["lm_train"].metrics,
+            model=directory(TEMPLATES["lm_train"]["model"]),
+            metrics=TEMPLATES["lm_train"]["metrics"],
         params:
-            **stage("lm_train", ART["lm_train"].params),
+            **stage("lm_train", artifact_params("lm_train")),
         threads: config["threads"]["train"]
         log:
-            "logs/lm_train.log",
+            "logs/lm_train/{fp}.log",
         benchmark:
-            "logs/benchmarks/lm_train.tsv"
+            "logs/benchmarks/lm_train/{fp}.tsv"
         shell:
             STAGE

@@ -11,7 +11,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..plotting import (METHOD_PALETTE, MODEL_LABELS, activation_bands, cutoff_profile, frontier_figure,
-                        interval_bars, save)
+                        interval_bars, save, stability_figure)
 from ..sweep import cutoff_steps, with_bands
 from .tables import METHODS, counted_metrics, task_families
 
@@ -266,9 +266,10 @@ FRONTIER_AXES = {"memorized_val_strict_pct": "memorized validation windows recit
 def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.DataFrame, facts: pd.DataFrame,
          activation: pd.DataFrame, selection: dict, table6: pd.DataFrame, bands: pd.DataFrame,
          band_correlation: pd.DataFrame, frontier: pd.DataFrame, history: list[dict] | None,
-         benchmarks: pd.DataFrame | None = None) -> None:
+         benchmarks: pd.DataFrame | None = None, stability_overlap: pd.DataFrame | None = None,
+         stability_edits: pd.DataFrame | None = None) -> None:
     """Every figure of the LM arm into `out` (the training loss only for a model trained here, the
-    benchmark retention only with lm.benchmarks)."""
+    benchmark retention only with lm.benchmarks, the stability study only with lm.stability)."""
     lm_table1(table1, out)
     lm_stress(table6, out)
     lm_sweep(sweep, selection, out)
@@ -285,3 +286,10 @@ def draw(out: Path, *, table1: pd.DataFrame, sweep: pd.DataFrame, tasks: pd.Data
         lm_training(history, out)
     if benchmarks is not None:
         lm_benchmark_retention(benchmarks, out)
+    if stability_overlap is not None:
+        edit = stability_edits[stability_edits.method == "kfac"].iloc[0]
+        stability_figure(stability_overlap, stability_edits, "memorized_val_strict_pct", "perplexity_increase_pct",
+                         {"memorized_val_strict_pct": "strict recitation, memorized validation set %",
+                          "perplexity_increase_pct": "perplexity increase % (over the model's own)"},
+                         f"Seeds and checkpoints (LM): the curvature basis across training seeds and through "
+                         f"training; K-FAC edits at rho {edit.cutoff:g}", out, "lm_stability.png")

@@ -19,7 +19,7 @@ from ..artifacts import TEMPLATES
 from ..basis import load_basis
 from ..bsn import SubnetSpec, baked
 from ..edit import ModelEditor
-from ..common import InputError, pick_device, seed_everything
+from ..common import InputError, pick_device, run_length, seed_everything
 from ..kfac import collect_factors, factor_tensors, linear_names
 from ..layers import match_modules, resolve_layer_set
 from ..sweep import CutoffMemo, EditSpec, save_edit_rows, subnet_result, sweep_cutoffs
@@ -91,8 +91,9 @@ def train(params: TrainStage, *, docs: str, model: str, metrics: str, init: str 
              sum(map(len, ids)), len(chunks), n_params / 1e6, time.time() - t0)
     t1 = time.time()
     history = train_lm(lm, chunks, cfg, device)
-    tokens = cfg.steps * cfg.batch_size * cfg.seq_len
-    log.info("trained %d steps in %.1fs (%.0f tokens/s), final loss %.3f", cfg.steps, time.time() - t1,
+    steps = run_length(cfg.steps, cfg.stop_after)
+    tokens = steps * cfg.batch_size * cfg.seq_len
+    log.info("trained %d steps in %.1fs (%.0f tokens/s), final loss %.3f", steps, time.time() - t1,
              tokens / (time.time() - t1), history[-1]["loss"])
     save_model_dir(lm.cpu(), tokenizer, model, {"train_config": asdict(cfg), "init": init, "docs": docs,
                                                 "n_params": n_params})
@@ -487,3 +488,73 @@ def benchmarks(params: BenchmarkStage, *, model: str, tasks: str, basis: str, se
     io.save_json({"choices": choices, "results": results}, scores)
     io.save_csv(benchmark_table(results, choices, families), table)
 
+
+
+@dataclass
+class StabilityStage(EvalStage):
+    members: list = field(default_factory=list)       # [{label, seed, fraction}], in the order of models, sets, bases
+    edit: EditSpec = field(default_factory=EditSpec)  # the K-FAC edit of lm.stability: its layer set, cutoffs [rho]
+    svd_drop_fraction: float = 0.5                    # the SVD edit of lm.stability, for the spread over seeds
+
+
+STABILITY_METRICS = ["memorized_train_strict_pct", "memorized_val_strict_pct", "quotes_strict_pct",
+                     "perplexity_batch_mean", "perplexity_increase_pct", "task_retention_pct", "ndcg10"]
+
+
+def stability(params: StabilityStage, *, models: list[str], sets: list[str], bases: list[str], clean: str, tasks: str,
+              overlap: str, edits: str, seeds: str) -> None:
+    """Rule lm_stability (docs/method.md, section 12): how far the members' bases agree, the K-FAC edit of
+    each member's weights with its own, another seed's and a checkpoint's basis (each model measured on
+    the windows it memorized itself), and the metrics' spread over the seeds."""
+    from .. import stability as st
+    from ..intervals import with_intervals
+    from .tables import counted_metrics, flat_metrics, mean_retention_pct
+
+    members = st.member_dict(params.members)
+    assert len(models) == len(sets) == len(bases) == len(members), "one model, sets and basis per stability member"
+    model_of, sets_of, basis_of = (dict(zip(members, paths)) for paths in (models, sets, bases))
+    for label, path in model_of.items():
+        st.check_trained(path, label, members[label], io.load_json(Path(path) / "curvmem.json")["train_config"])
+    (rho,) = params.edit.cutoffs
+    modules = resolve_layer_set(io.load_metadata(bases[0])["modules"], params.edit.factor_modules, params.edit.patterns)
+    table = st.overlap_table({label: io.load_tensors(path) for label, path in basis_of.items()}, members, modules, rho)
+    io.save_csv(table, overlap)
+    st.log_overlaps(table)
+
+    def load(label):
+        lm, evaluation = _evaluation(params, model_of[label], sets_of[label], clean, tasks)
+        reference = {}  # the unedited model's next-token top-10: nDCG's reference, from the first evaluation
+
+        def evaluate(model):
+            result, top10 = evaluation(model)
+            reference.setdefault("top10", top10)
+            return flat_metrics({**result, "ndcg10": float(ndcg_at_10(reference["top10"], top10).mean())})
+
+        return lm, evaluate
+
+    def kfac(lm, basis_label):
+        layers = {n: m for n, m in lm.named_modules() if n in modules}
+        return st.mean_kept(ModelEditor(lm, modules, "kfac", load_basis(basis_of[basis_label], layers)), rho)
+
+    rows = st.transfer_rows(members, load, kfac,
+                            lambda lm: st.mean_kept(ModelEditor(lm, modules, "svd"), params.svd_drop_fraction))
+    frame = pd.DataFrame(rows).assign(cutoff=lambda f: f.method.map({"none": 1.0, "kfac": rho,
+                                                                     "svd": params.svd_drop_fraction}))
+    parts = []
+    for _, own in frame.groupby("weights", sort=False):  # each model against its own unedited self
+        base = own[own.method == "none"].iloc[0]
+        parts.append(own.assign(perplexity_increase_pct=100 * (own.perplexity_batch_mean / base.perplexity_batch_mean - 1),
+                                task_retention_pct=mean_retention_pct(own)))
+    frame = pd.concat(parts)
+    for row in frame.itertuples():
+        log.info("%s %s with basis %s (%s): recitation train %.1f%% val %.1f%% quotes %.1f%%, perplexity %+.1f%%, "
+                 "task retention %.1f%%", row.weights, row.method, row.basis or "-", row.relation,
+                 row.memorized_train_strict_pct, row.memorized_val_strict_pct, row.quotes_strict_pct,
+                 row.perplexity_increase_pct, row.task_retention_pct)
+    counts = counted_metrics(frame, selection_set=True)
+    first = [*st.ROW_KEYS, *STABILITY_METRICS, *(m for m in counts if m not in STABILITY_METRICS)]
+    columns = first + [c for c in frame.columns if c not in first]
+    io.save_csv(with_intervals(frame.reindex(columns=columns), counts), edits)
+    settings = {"none": "unedited", "kfac": f"kfac {params.edit.layer_set} rho {rho:g}",
+                "svd": f"svd {params.edit.layer_set} drop {params.svd_drop_fraction:g}"}
+    io.save_csv(st.seed_summary(st.own_edits_of_full_runs(frame, settings), STABILITY_METRICS), seeds)

@@ -42,24 +42,29 @@ class SelectionConfig:
     max_perplexity_increase: float = 0.25   # bound on the perplexity increase of the headline edits (paper: +20%)
 
 
+def flat_metrics(r: dict) -> dict:
+    """An evaluation's metrics (LMEvaluation, with nDCG@10) as flat columns: `{set}_{metric}`, `task_{family}`."""
+    row = {k: r[k] for k in ("perplexity", "perplexity_batch_mean", "ndcg10")}
+    for s in SETS:
+        row.update({f"{s}_{m}": r[s][m] for m in RECITATION})
+        row[f"{s}_n"] = r[s]["n"]
+    for family, res in r["tasks"].items():
+        if family == "facts_by_bucket":
+            row.update({f"facts_bucket_{b}": v for b, v in res.items()})
+        else:
+            row[f"task_{family}"] = res["accuracy_pct"]
+            row[f"task_{family}_n"] = res["n"]
+    return row
+
+
 def sweep_table(rows: list[dict]) -> pd.DataFrame:
     """One row per edit with flat metric columns (`{set}_{metric}`, `task_{family}`)."""
     flat = []
     for r in rows:
-        row = {k: r[k] for k in ("method", "layer_set", "cutoff", "setting", "kept_fraction", "perplexity",
-                                 "perplexity_batch_mean", "ndcg10")}
+        row = {k: r[k] for k in ("method", "layer_set", "cutoff", "setting", "kept_fraction")}
         if "bsn" in r:  # a BalancedSubnet grid point: its hyper-parameters besides the ratio (the cutoff)
             row.update({f"bsn_{k}": r["bsn"][k] for k in ("loss_weight", "epochs", "lr")})
-        for s in SETS:
-            row.update({f"{s}_{m}": r[s][m] for m in RECITATION})
-            row[f"{s}_n"] = r[s]["n"]
-        for family, res in r["tasks"].items():
-            if family == "facts_by_bucket":
-                row.update({f"facts_bucket_{b}": v for b, v in res.items()})
-            else:
-                row[f"task_{family}"] = res["accuracy_pct"]
-                row[f"task_{family}_n"] = res["n"]
-        flat.append(row)
+        flat.append({**row, **flat_metrics(r)})
     frame = sweep_frame(flat)
     base = frame.iloc[0]  # the unedited model comes first
     frame["perplexity_increase_pct"] = 100 * (frame["perplexity_batch_mean"] / base.perplexity_batch_mean - 1)

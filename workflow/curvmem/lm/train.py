@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .. import training
-from ..common import crash_point
+from ..common import crash_point, run_length
 from .tokens import EOS, PAD, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ class LMTrainConfig:
     weight_decay: float = 0.1         # on weight matrices only
     warmup_steps: int = 100
     grad_clip: float = 1.0
-    seed: int = 0
+    seed: int = 0                     # initialization and the chunks sampled
+    stop_after: float = 1.0           # fraction of the steps trained: < 1 is a checkpoint of the full run (same schedule)
     device: str = "auto"
     vocab_size: int = 2048            # tokenizer trained on the corpus (from scratch only)
 
@@ -48,13 +49,14 @@ def train_lm(model, chunks: torch.Tensor, cfg: LMTrainConfig, device) -> list[di
                                     total_steps=cfg.steps, warmup_steps=cfg.warmup_steps)
     generator = torch.Generator().manual_seed(cfg.seed)
     history, running = [], []
-    bar = tqdm(range(cfg.steps), desc="train LM", mininterval=10)
+    steps_run = run_length(cfg.steps, cfg.stop_after)  # the schedule above spans all cfg.steps
+    bar = tqdm(range(steps_run), desc="train LM", mininterval=10)
     for step in bar:
         x = chunks[torch.randint(0, len(chunks), (cfg.batch_size,), generator=generator)].to(device)
         loss = model(input_ids=x, labels=x).loss
         training.step(model, loss, opt, sched, cfg.grad_clip)
         running.append(loss.item())
-        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
+        if (step + 1) % 50 == 0 or step + 1 == steps_run:
             history.append({"step": step + 1, "loss": float(np.mean(running)), "lr": sched.get_last_lr()[0]})
             bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
             log.info("step %d loss %.3f", step + 1, history[-1]["loss"])

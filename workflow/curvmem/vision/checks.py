@@ -5,27 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..artifacts import checkpoint_epochs
 from ..common import ConfigError
 from ..layers import check_patterns
-
-
-def check_checkpoints(vit: dict) -> None:
-    """Each checkpoint of the stability study stops the trained model's run (a seed of the study) at an
-    epoch of its own, before the last."""
-    stability, epochs, seed = vit.get("stability") or {}, vit["train"]["epochs"], vit["train"]["seed"]
-    if stability.get("checkpoints") and seed not in (stability.get("seeds") or [seed]):
-        raise ConfigError(f"config key vit.stability.seeds: the checkpoints are of the trained model's run, so "
-                          f"its seed (vit.train.seed: {seed}) must be one of them")
-    stops = {}
-    for i, fraction in enumerate(stability.get("checkpoints") or []):
-        epoch = checkpoint_epochs(epochs, fraction)
-        key = f"config key vit.stability.checkpoints[{i}]"
-        if epoch == epochs:
-            raise ConfigError(f"{key}: {fraction} of {epochs} epochs stops at the last epoch: that is the trained model")
-        if epoch in stops:
-            raise ConfigError(f"{key}: {fraction} and {stops[epoch]} of {epochs} epochs both stop after epoch {epoch}")
-        stops[epoch] = fraction
 
 
 FASHION_MNIST_SIZES = {"train": 60000, "val": 10000}  # what torchvision downloads when the files are absent
@@ -52,7 +33,6 @@ def check(vit: dict, scale: str, memo: Callable) -> None:
         raise ConfigError(f"config key vit.model: cannot build this ViT ({names})")
     check_patterns("vit", names, vit["factors"]["modules"], vit["edit"]["layer_sets"])
 
-    check_checkpoints(vit)
     head, edit = vit["headline"], vit["edit"]
     if head["layer_set"] not in edit["layer_sets"]:
         raise ConfigError(f"config key vit.headline.layer_set: {head['layer_set']!r} is not in vit.edit.layer_sets")

@@ -297,56 +297,35 @@ def stability(params: StabilityStage, *, models: list[str], bases: list[str], da
     from ..intervals import with_intervals
     from .tables import COUNTS, METRICS
 
-    members = {m["label"]: {"seed": m["seed"], "fraction": m["fraction"]} for m in params.members}
-    labels = list(members)  # a list in params: the JSON of a rule's params sorts a dict's keys
-    assert len(models) == len(bases) == len(labels), "one model and one basis per stability member"
-    model_of, basis_of = dict(zip(labels, models)), dict(zip(labels, bases))
+    members = st.member_dict(params.members)
+    assert len(models) == len(bases) == len(members), "one model and one basis per stability member"
+    model_of, basis_of = dict(zip(members, models)), dict(zip(members, bases))
     for label, path in model_of.items():
-        trained = io.load_metadata(path)["train"]
-        member = members[label]
-        if (trained["seed"], trained.get("stop_after", 1.0)) != (member["seed"], member["fraction"]):
-            raise io.artifact_error(path, f"is not the model of stability member {label} (seed {member['seed']}, "
-                                          f"stopped at {member['fraction']})")
-    spec = params.edit
-    (rho,) = spec.cutoffs
-    tensors = {label: io.load_tensors(path) for label, path in basis_of.items()}
-    modules = resolve_layer_set(io.load_metadata(bases[0])["modules"], spec.factor_modules, spec.patterns)
-    table = st.overlap_table(tensors, members, modules, rho)
+        st.check_trained(path, label, members[label], io.load_metadata(path)["train"])
+    (rho,) = params.edit.cutoffs
+    modules = resolve_layer_set(io.load_metadata(bases[0])["modules"], params.edit.factor_modules, params.edit.patterns)
+    table = st.overlap_table({label: io.load_tensors(path) for label, path in basis_of.items()}, members, modules, rho)
     io.save_csv(table, overlap)
-    for r in table[table.factor == "pairs"].itertuples():
-        log.info("%s vs %s, %s: kept pairs at rho %g overlap %.3f (chance %.3f)", r.a, r.b, r.module, r.cutoff,
-                 r.overlap, r.chance)
+    st.log_overlaps(table)
 
     device = pick_device(params.eval.device)
     evaluate = VitEvaluation(data, val, io.load_json(corruption), params.model.img_size, params.eval.batch_size, device)
-    plan = st.transfer_plan(members)
-    rows = []
-    for weights in labels:
-        vit = load_vit(params.model, model_of[weights]).to(device)
+
+    def load(label):
+        return load_vit(params.model, model_of[label]).to(device), evaluate
+
+    def kfac(vit, basis_label):
         layers = {n: m for n, m in vit.named_modules() if n in modules}
-        member, first = {"weights": weights, **members[weights]}, len(rows)
-        rows.append({**member, "basis": "", "relation": "unedited", "method": "none", "cutoff": 1.0,
-                     "kept_fraction": 1.0, **evaluate(vit)})
-        edits_of = [(b, relation) for w, b, relation in plan if w == weights]
-        for basis_label, relation in edits_of:
-            editor = ModelEditor(vit, modules, "kfac", load_basis(basis_of[basis_label], layers))
-            with editor.applied(rho) as kept:
-                rows.append({**member, "basis": basis_label, "relation": relation, "method": "kfac", "cutoff": rho,
-                             "kept_fraction": float(np.mean(list(kept.values()))), **evaluate(vit)})
-        if member["fraction"] == 1:
-            with ModelEditor(vit, modules, "svd").applied(params.svd_drop_fraction) as kept:
-                rows.append({**member, "basis": "", "relation": st.OWN, "method": "svd",
-                             "cutoff": params.svd_drop_fraction, "kept_fraction": float(np.mean(list(kept.values()))),
-                             **evaluate(vit)})
-        for row in rows[first:]:
-            log.info("%s %s with basis %s (%s): memorized %.1f%%, GT %.1f%%, val %.1f%%", row["weights"],
-                     row["method"], row["basis"] or "-", row["relation"], row["memorized_train_pct"],
-                     row["train_gt_acc_pct"], row["val_acc_pct"])
-    frame = pd.DataFrame(rows)
-    columns = ["weights", "seed", "fraction", "basis", "relation", "method", "cutoff", "kept_fraction", *METRICS,
-               "other_class_pct", "clean_train_acc_pct", "n_mislabeled", "n_val"]
+        return st.mean_kept(ModelEditor(vit, modules, "kfac", load_basis(basis_of[basis_label], layers)), rho)
+
+    rows = st.transfer_rows(members, load, kfac,
+                            lambda vit: st.mean_kept(ModelEditor(vit, modules, "svd"), params.svd_drop_fraction))
+    frame = pd.DataFrame(rows).assign(cutoff=lambda f: f.method.map({"none": 1.0, "kfac": rho,
+                                                                     "svd": params.svd_drop_fraction}))
+    for row in frame.itertuples():
+        log.info("%s %s with basis %s (%s): memorized %.1f%%, GT %.1f%%, val %.1f%%", row.weights, row.method,
+                 row.basis or "-", row.relation, row.memorized_train_pct, row.train_gt_acc_pct, row.val_acc_pct)
+    columns = [*st.ROW_KEYS, *METRICS, "other_class_pct", "clean_train_acc_pct", "n_mislabeled", "n_val"]
     io.save_csv(with_intervals(frame.reindex(columns=columns), COUNTS), edits)
-    full = frame[(frame.fraction == 1) & frame.relation.isin(["unedited", st.OWN])]
-    setting = full.method.map({"none": "unedited", "kfac": f"kfac rho {rho:g}",
-                               "svd": f"svd drop {params.svd_drop_fraction:g}"})
-    io.save_csv(st.seed_summary(full.assign(setting=setting), METRICS), seeds)
+    settings = {"none": "unedited", "kfac": f"kfac rho {rho:g}", "svd": f"svd drop {params.svd_drop_fraction:g}"}
+    io.save_csv(st.seed_summary(st.own_edits_of_full_runs(frame, settings), METRICS), seeds)

@@ -13,8 +13,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from .. import distributed, training
-from ..artifacts import checkpoint_epochs
-from ..common import crash_point
+from ..common import crash_point, run_length
 from .data import ImageSet
 
 log = logging.getLogger(__name__)
@@ -50,8 +49,7 @@ def train(model, train_set: ImageSet, mislabeled: np.ndarray, cfg: TrainConfig, 
     augmentation draw per rank, so only without them do N ranks train exactly the model of one.
     """
     ranks = distributed.ranks()
-    assert 0 < cfg.stop_after <= 1, f"vit.train.stop_after {cfg.stop_after} must be in (0, 1]"
-    epochs_run = checkpoint_epochs(cfg.epochs, cfg.stop_after)
+    epochs_run = run_length(cfg.epochs, cfg.stop_after)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     last = len(train_set) % cfg.batch_size
     assert cfg.batch_size % ranks.size == 0 and (last == 0 or last >= ranks.size), (
