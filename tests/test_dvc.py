@@ -68,6 +68,7 @@ def test_plain_dvc_pull_recomputes_nothing_pulled(pulled, test_run):
     # edits: 2 layer sets x (K-FAC, SVD) + the frontier's 6 methods, per arm
     assert counts == {"vit_baseline": 1, "vit_edits": 10, "vit_bsn": 1, "vit_activation_ratio": 1,
                       "vit_weight_decay": 2, "vit_fisher_overlap": 1, "vit_stability": 1, "vit_tables": 1, "lm_fisher_overlap": 1,
+                      "lm_stability": 1,
                       "lm_baseline": 1, "lm_edits": 10, "lm_bsn": 2, "lm_activation_ratio": 1, "lm_tables": 1,
                       "lm_headline": 1, "cost": 1, "metrics": 1, "figures": 1}, counts  # cheap results: not published
     for name in ("table2_vit.csv", "vit_sweep.csv", "table1_lm.csv", "lm_sweep.csv"):
@@ -103,9 +104,10 @@ def test_parameter_changes_after_a_pull_rerun_exactly_their_dependents(pulled):
     (clone / "config/changed.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(clone, "--configfile", "config/changed.yaml", "-n"))
     # both Fisher types' factors and basis, the edits that read a basis: K-FAC of 2 layer sets, kfac_scaled, ekfac,
-    # activation, kfac_empirical (not SVD, magnitude, random), and the Fisher comparison
-    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_stability": 1, "vit_tables": 1, "lm_factors": 2,
-                      "lm_basis": 2,
+    # activation, kfac_empirical (not SVD, magnitude, random), and the Fisher comparison; the stability study's
+    # other two models' factors and basis, and its job
+    assert counts == {"vit_edits": 2, "vit_weight_decay": 2, "vit_stability": 1, "vit_tables": 1, "lm_factors": 4,
+                      "lm_basis": 4, "lm_stability": 1,
                       "lm_ekfac": 1, "lm_edits": 6, "lm_bsn": 2, "lm_fisher_overlap": 1,
                       "lm_activation_ratio": 1, "lm_tables": 1, "lm_headline": 1, "cost": 1, "metrics": 1,
                       "figures": 1}, counts

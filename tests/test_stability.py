@@ -9,6 +9,8 @@ from curvmem import io, stability
 from curvmem.artifacts import stability_member, stability_members
 from curvmem.common import run_length
 from curvmem.basis import eigh_descending
+from curvmem.lm import train as lm_train
+from curvmem.lm.model import LMConfig, build_lm
 from curvmem.vision import train as vit_train
 from curvmem.vision.data import ImageSet
 from curvmem.vision.model import ViTConfig, build_vit
@@ -122,3 +124,39 @@ def test_a_checkpoint_is_its_full_run_stopped_on_the_way(tmp_path, monkeypatch):
     assert not torch.equal(checkpoint.state_dict()["head.weight"], model.state_dict()["head.weight"])
     with pytest.raises(AssertionError, match="train.stop_after 0 must be in"):
         vit_train.train(checkpoint, data, np.array([0]), TrainConfig(**{**cfg.__dict__, "stop_after": 0}), "cpu")
+
+
+def test_an_lm_checkpoint_is_its_full_run_stopped_on_the_way(monkeypatch):
+    """The LM run with stop_after f trains round(f * steps) steps of the full run's schedule and chunk
+    draws: its weights are the full run's after that step, its loss history the full run's up to it."""
+    cfg = lm_train.LMTrainConfig(steps=10, batch_size=4, seq_len=8, lr=1e-2, warmup_steps=2, seed=3)
+    chunks = torch.randint(0, 50, (12, 8), generator=torch.Generator().manual_seed(0))
+    model_cfg = LMConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=8)
+    snapshots, plain_step = [], lm_train.training.step
+
+    def snapshot_step(*args, **kwargs):
+        plain_step(*args, **kwargs)
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    model = build_lm(model_cfg, seed=3)
+    monkeypatch.setattr(lm_train.training, "step", snapshot_step)
+    full = lm_train.train_lm(model, chunks, cfg, "cpu")
+    monkeypatch.setattr(lm_train.training, "step", plain_step)
+    checkpoint = build_lm(model_cfg, seed=3)
+    history = lm_train.train_lm(checkpoint, chunks, lm_train.LMTrainConfig(**{**cfg.__dict__, "stop_after": 0.6}),
+                                "cpu")
+    assert len(snapshots) == 10 and history[-1]["step"] == run_length(10, 0.6) == 6
+    assert history[-1]["lr"] > full[-1]["lr"] >= 0  # stopped on the way down the full run's schedule
+    for name, tensor in checkpoint.state_dict().items():
+        torch.testing.assert_close(tensor, snapshots[5][name], rtol=0, atol=0, msg=name)
+
+
+def test_a_study_of_a_model_used_as_is_is_a_config_error():
+    from curvmem.common import ConfigError
+    from curvmem.config import check_stability
+
+    lm = {"stability": {"seeds": [0, 1], "layer_set": "all"}, "edit": {"layer_sets": {"all": ["x"]}}}
+    with pytest.raises(ConfigError, match=r"^config key lm.stability: needs lm.train \(the study trains its models\)$"):
+        check_stability("lm", lm, "steps")
+    check_stability("lm", {**lm, "train": {"steps": 10, "seed": 0}}, "steps")  # the same study of a trained model
