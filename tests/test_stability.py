@@ -160,3 +160,47 @@ def test_a_study_of_a_model_used_as_is_is_a_config_error():
     with pytest.raises(ConfigError, match=r"^config key lm.stability: needs lm.train \(the study trains its models\)$"):
         check_stability("lm", lm, "steps")
     check_stability("lm", {**lm, "train": {"steps": 10, "seed": 0}}, "steps")  # the same study of a trained model
+
+
+def test_transfer_edits_start_from_the_unedited_weights_of_each_member(tmp_path):
+    """Each planned edit is W's projection on the kept pairs of the named basis (numpy, by hand: the
+    shortest prefix of descending lam_i mu_j reaching rho of the mass), from the member's own unedited
+    weights, never from the edit before it; the SVD edit comes from full runs only."""
+    g = torch.Generator().manual_seed(1)
+    members = {"seed0": {"seed": 0, "fraction": 1.0}, "seed1": {"seed": 1, "fraction": 1.0},
+               "seed0-at0.5": {"seed": 0, "fraction": 0.5}}
+    bases, weights = {}, {}
+    for label in members:
+        bases[label] = str(tmp_path / f"{label}.safetensors")
+        io.save_tensors(random_basis(g, name="0"), bases[label], {})
+        weights[label] = torch.randn(6, 4, generator=g)
+
+    def load(label):
+        model = torch.nn.Sequential(torch.nn.Linear(4, 6, bias=False))
+        with torch.no_grad():
+            model[0].weight.copy_(weights[label])
+        return model, lambda m: {"W": m[0].weight.detach().clone().numpy()}
+
+    rho = 0.7
+    frame = stability.transfer_rows(members, load, ["0"], bases, rho, 0.5)
+    assert len(frame) == 3 + len(stability.transfer_plan(members)) + 2  # unedited, the plan, SVD of the full runs
+    assert (frame[frame.method == "svd"].fraction == 1).all() and (frame[frame.method == "kfac"].cutoff == rho).all()
+    for row in frame.itertuples():
+        W = weights[row.weights].double().numpy()
+        if row.method == "none":
+            expected = W
+        elif row.method == "svd":
+            U, s, Vt = np.linalg.svd(W, full_matrices=False)
+            expected = (U[:, :2] * s[:2]) @ Vt[:2]  # drop the bottom half of the 4 singular values
+        else:
+            basis = io.load_tensors(bases[row.basis])
+            lam, U_G = basis["0.G.eigenvalues"].double().numpy(), basis["0.G.eigenvectors"].double().numpy()
+            mu, U_A = basis["0.A.eigenvalues"].double().numpy(), basis["0.A.eigenvectors"].double().numpy()
+            mass = np.outer(lam, mu).ravel()
+            order = np.argsort(-mass, kind="stable")
+            k = int(np.argmax(np.cumsum(mass[order]) >= rho * mass.sum())) + 1
+            keep = np.zeros(mass.size, bool)
+            keep[order[:k]] = True
+            expected = U_G @ ((U_G.T @ W @ U_A) * keep.reshape(6, 4)) @ U_A.T
+            assert row.kept_fraction == pytest.approx(k / 24)
+        np.testing.assert_allclose(row.W, expected, atol=1e-5, err_msg=f"{row.weights} {row.method} {row.basis}")

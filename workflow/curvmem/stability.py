@@ -78,20 +78,6 @@ def overlap_table(bases: dict[str, dict], members: dict[str, dict], modules: lis
     return pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else pd.DataFrame(columns=columns)
 
 
-def log_overlaps(table: pd.DataFrame) -> None:
-    for r in table[table.factor == "pairs"].itertuples():
-        log.info("%s vs %s, %s: kept pairs at rho %g overlap %.3f (chance %.3f)", r.a, r.b, r.module, r.cutoff,
-                 r.overlap, r.chance)
-
-
-@contextlib.contextmanager
-def mean_kept(editor, cutoff: float):
-    """`editor.applied(cutoff)` (edit.ModelEditor) for the duration of the block; yields the kept fraction
-    averaged over the edited layers."""
-    with editor.applied(cutoff) as kept:
-        yield sum(kept.values()) / len(kept)
-
-
 def own_edits_of_full_runs(frame: pd.DataFrame, settings: dict[str, str]) -> pd.DataFrame:
     """The rows of the seeds' spread: each full run unedited and edited with its own basis and its own
     SVD, with column `setting` named by method (`settings`: method -> name)."""
@@ -114,21 +100,47 @@ def seed_summary(rows: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def transfer_rows(members: dict[str, dict], load: Callable, kfac: Callable, svd: Callable) -> list[dict]:
+def compare_bases(bases: dict[str, str], members: dict[str, dict], modules: list[str], rho: float, out: str) -> None:
+    """The overlap table of the members' basis files (label -> path), saved as CSV at `out`."""
+    table = overlap_table({label: io.load_tensors(path) for label, path in bases.items()}, members, modules, rho)
+    io.save_csv(table, out)
+    for r in table[table.factor == "pairs"].itertuples():
+        log.info("%s vs %s, %s: kept pairs at rho %g overlap %.3f (chance %.3f)", r.a, r.b, r.module, r.cutoff,
+                 r.overlap, r.chance)
+
+
+@contextlib.contextmanager
+def mean_kept(editor, cutoff: float):
+    """`editor.applied(cutoff)` (edit.ModelEditor) for the duration of the block; yields the kept fraction
+    averaged over the edited layers."""
+    with editor.applied(cutoff) as kept:
+        yield sum(kept.values()) / len(kept)
+
+
+def transfer_rows(members: dict[str, dict], load: Callable, modules: list[str], bases: dict[str, str], rho: float,
+                  svd_drop_fraction: float) -> pd.DataFrame:
     """The rows of the transfer plan, one model load per member's weights: `load(label)` gives (model,
-    evaluate), evaluate(model) its metrics (a dict); `kfac(model, basis_label)` and `svd(model)` are
-    context managers that edit the model in place and give the kept fraction. Each member unedited,
-    with the planned K-FAC edits, and (full runs) the SVD edit."""
+    evaluate), evaluate(model) its metrics (a dict). Each member unedited, with the planned K-FAC edits at
+    rho of `modules` (the basis files: label -> path) and, for full runs, the SVD edit."""
+    from .basis import load_basis
+    from .edit import ModelEditor
+
+    def edited(model, method: str, basis: str):
+        if method == "svd":
+            return mean_kept(ModelEditor(model, modules, "svd"), svd_drop_fraction)
+        layers = {n: m for n, m in model.named_modules() if n in modules}
+        return mean_kept(ModelEditor(model, modules, "kfac", load_basis(bases[basis], layers)), rho)
+
     plan, rows = transfer_plan(members), []
     for weights, member in members.items():
         model, evaluate = load(weights)
         row = {"weights": weights, **member}
-        rows.append({**row, "basis": "", "relation": "unedited", "method": "none", "kept_fraction": 1.0,
-                     **evaluate(model)})
+        rows.append({**row, "basis": "", "relation": "unedited", "method": "none", "cutoff": 1.0,
+                     "kept_fraction": 1.0, **evaluate(model)})
         edits = [("kfac", basis, relation) for w, basis, relation in plan if w == weights]
         edits += [("svd", "", OWN)] if member["fraction"] == 1 else []
         for method, basis, relation in edits:
-            with (kfac(model, basis) if method == "kfac" else svd(model)) as kept:
+            with edited(model, method, basis) as kept:
                 rows.append({**row, "basis": basis, "relation": relation, "method": method, "kept_fraction": kept,
-                             **evaluate(model)})
-    return rows
+                             "cutoff": rho if method == "kfac" else svd_drop_fraction, **evaluate(model)})
+    return pd.DataFrame(rows)

@@ -517,9 +517,7 @@ def stability(params: StabilityStage, *, models: list[str], sets: list[str], bas
         st.check_trained(path, label, members[label], io.load_json(Path(path) / "curvmem.json")["train_config"])
     (rho,) = params.edit.cutoffs
     modules = resolve_layer_set(io.load_metadata(bases[0])["modules"], params.edit.factor_modules, params.edit.patterns)
-    table = st.overlap_table({label: io.load_tensors(path) for label, path in basis_of.items()}, members, modules, rho)
-    io.save_csv(table, overlap)
-    st.log_overlaps(table)
+    st.compare_bases(basis_of, members, modules, rho, overlap)
 
     def load(label):
         lm, evaluation = _evaluation(params, model_of[label], sets_of[label], clean, tasks)
@@ -532,14 +530,7 @@ def stability(params: StabilityStage, *, models: list[str], sets: list[str], bas
 
         return lm, evaluate
 
-    def kfac(lm, basis_label):
-        layers = {n: m for n, m in lm.named_modules() if n in modules}
-        return st.mean_kept(ModelEditor(lm, modules, "kfac", load_basis(basis_of[basis_label], layers)), rho)
-
-    rows = st.transfer_rows(members, load, kfac,
-                            lambda lm: st.mean_kept(ModelEditor(lm, modules, "svd"), params.svd_drop_fraction))
-    frame = pd.DataFrame(rows).assign(cutoff=lambda f: f.method.map({"none": 1.0, "kfac": rho,
-                                                                     "svd": params.svd_drop_fraction}))
+    frame = st.transfer_rows(members, load, modules, basis_of, rho, params.svd_drop_fraction)
     parts = []
     for _, own in frame.groupby("weights", sort=False):  # each model against its own unedited self
         base = own[own.method == "none"].iloc[0]

@@ -293,7 +293,6 @@ def stability(params: StabilityStage, *, models: list[str], bases: list[str], da
     edit of each member's weights with its own, another seed's and a checkpoint's basis, and the headline
     metrics' spread over the seeds."""
     from .. import stability as st
-    from ..edit import ModelEditor
     from ..intervals import with_intervals
     from .tables import COUNTS, METRICS
 
@@ -304,24 +303,14 @@ def stability(params: StabilityStage, *, models: list[str], bases: list[str], da
         st.check_trained(path, label, members[label], io.load_metadata(path)["train"])
     (rho,) = params.edit.cutoffs
     modules = resolve_layer_set(io.load_metadata(bases[0])["modules"], params.edit.factor_modules, params.edit.patterns)
-    table = st.overlap_table({label: io.load_tensors(path) for label, path in basis_of.items()}, members, modules, rho)
-    io.save_csv(table, overlap)
-    st.log_overlaps(table)
-
+    st.compare_bases(basis_of, members, modules, rho, overlap)
     device = pick_device(params.eval.device)
     evaluate = VitEvaluation(data, val, io.load_json(corruption), params.model.img_size, params.eval.batch_size, device)
 
     def load(label):
         return load_vit(params.model, model_of[label]).to(device), evaluate
 
-    def kfac(vit, basis_label):
-        layers = {n: m for n, m in vit.named_modules() if n in modules}
-        return st.mean_kept(ModelEditor(vit, modules, "kfac", load_basis(basis_of[basis_label], layers)), rho)
-
-    rows = st.transfer_rows(members, load, kfac,
-                            lambda vit: st.mean_kept(ModelEditor(vit, modules, "svd"), params.svd_drop_fraction))
-    frame = pd.DataFrame(rows).assign(cutoff=lambda f: f.method.map({"none": 1.0, "kfac": rho,
-                                                                     "svd": params.svd_drop_fraction}))
+    frame = st.transfer_rows(members, load, modules, basis_of, rho, params.svd_drop_fraction)
     for row in frame.itertuples():
         log.info("%s %s with basis %s (%s): memorized %.1f%%, GT %.1f%%, val %.1f%%", row.weights, row.method,
                  row.basis or "-", row.relation, row.memorized_train_pct, row.train_gt_acc_pct, row.val_acc_pct)
