@@ -1,10 +1,10 @@
 """Is the curvature basis stable across training seeds and through training? (docs/method.md, section 12)
 
-The members of the study are models of one arm that differ only in their training seed (initialization
-and data order), trained in full, and the trained model's run stopped at fractions of its epochs
-(checkpoints of the same schedule). Each has its own factors and basis. Three questions, any arm:
+The members of the study are models of one arm that differ only in their training seed, trained in
+full, and the trained model's run stopped at fractions of its epochs or steps (checkpoints of the same
+schedule). Each has its own factors and basis. Three questions, either arm:
 - overlap: do two members' bases agree? The top-k eigenspaces of G and of A and the kept pairs at the
-  headline rho (`subspaces.basis_overlap`), for every two seeds and for each checkpoint against the full
+  compared rho (`subspaces.basis_overlap`), for every two seeds and for each checkpoint against the full
   run of its seed. Between seeds only up to the network's symmetries: a hidden unit of one seed is no
   particular unit of another, so coordinates on the hidden side need not match even when the features do;
 - transfer: does an edit carry over? Each member's weights edited with its own basis, each seed's with
@@ -67,7 +67,8 @@ def transfer_plan(members: dict[str, dict]) -> list[tuple[str, str, str]]:
     with every other full run's, and each full run with the bases of its seed's checkpoints."""
     plan = [(label, label, OWN) for label in members]
     plan += [(a, b, OTHER_SEED) for a, b in itertools.permutations(full_runs(members), 2)]
-    return plan + [(full_run_of(members, label), label, CHECKPOINT) for label, m in members.items() if m["fraction"] < 1]
+    return plan + [(full_run_of(members, label), label, CHECKPOINT) for label, m in members.items()
+                   if m["fraction"] < 1]
 
 
 def overlap_table(bases: dict[str, dict], members: dict[str, dict], modules: list[str], rho: float) -> pd.DataFrame:
@@ -132,7 +133,9 @@ def transfer_rows(members: dict[str, dict], load: Callable, modules: list[str], 
         return mean_kept(ModelEditor(model, modules, "kfac", load_basis(bases[basis], layers)), rho)
 
     plan, rows = transfer_plan(members), []
-    for weights, member in members.items():
+    for i, (weights, member) in enumerate(members.items()):
+        log.info("model %d of %d: %s, unedited and %d edits", i + 1, len(members), weights,
+                 sum(w == weights for w, _, _ in plan) + (member["fraction"] == 1))
         model, evaluate = load(weights)
         row = {"weights": weights, **member}
         rows.append({**row, "basis": "", "relation": "unedited", "method": "none", "cutoff": 1.0,

@@ -176,7 +176,8 @@ def stability_params(arm: str) -> dict:
     members = [{"label": label, **member} for label, member in stability_members(section).items()]  # a list: ordered
     head = section["headline"] if arm == "vit" else section["stability"]
     edit = {"method": "kfac", "layer_set": head["layer_set"], "cutoffs": [head["rho"]],
-            "patterns": section["edit"]["layer_sets"][head["layer_set"]], "factor_modules": section["factors"]["modules"]}
+            "patterns": section["edit"]["layer_sets"][head["layer_set"]],
+            "factor_modules": section["factors"]["modules"]}
     return {"eval": section["eval"], "members": members, "edit": edit, "svd_drop_fraction": head["svd_drop_fraction"],
             **({"model": section["model"]} if arm == "vit" else {})}
 

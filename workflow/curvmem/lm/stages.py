@@ -489,7 +489,6 @@ def benchmarks(params: BenchmarkStage, *, model: str, tasks: str, basis: str, se
     io.save_csv(benchmark_table(results, choices, families), table)
 
 
-
 @dataclass
 class StabilityStage(EvalStage):
     members: list = field(default_factory=list)       # [{label, seed, fraction}], in the order of models, sets, bases
@@ -533,8 +532,8 @@ def stability(params: StabilityStage, *, models: list[str], sets: list[str], bas
     frame = st.transfer_rows(members, load, modules, basis_of, rho, params.svd_drop_fraction)
     parts = []
     for _, own in frame.groupby("weights", sort=False):  # each model against its own unedited self
-        base = own[own.method == "none"].iloc[0]
-        parts.append(own.assign(perplexity_increase_pct=100 * (own.perplexity_batch_mean / base.perplexity_batch_mean - 1),
+        base = own[own.method == "none"].iloc[0].perplexity_batch_mean
+        parts.append(own.assign(perplexity_increase_pct=100 * (own.perplexity_batch_mean / base - 1),
                                 task_retention_pct=mean_retention_pct(own)))
     frame = pd.concat(parts)
     for row in frame.itertuples():

@@ -28,7 +28,7 @@ class LMTrainConfig:
     warmup_steps: int = 100
     grad_clip: float = 1.0
     seed: int = 0                     # initialization and the chunks sampled
-    stop_after: float = 1.0           # fraction of the steps trained: < 1 is a checkpoint of the full run (same schedule)
+    stop_after: float = 1.0           # fraction of the steps trained: < 1, a checkpoint of the full run
     device: str = "auto"
     vocab_size: int = 2048            # tokenizer trained on the corpus (from scratch only)
 

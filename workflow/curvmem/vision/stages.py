@@ -279,7 +279,6 @@ def weight_decay_member(params: WeightDecayStage, *, model: str, data: str, val:
                  metrics)
 
 
-
 @dataclass
 class StabilityStage(EvalStage):
     members: list = field(default_factory=list)       # [{label, seed, fraction}], in the order of models and bases

@@ -31,7 +31,7 @@ class TrainConfig:
     grad_clip: float = 1.0         # global gradient-norm clip (0: off)
     augment: bool = False          # random-resized crop + flip (image folders only)
     seed: int = 0                  # initialization and data order
-    stop_after: float = 1.0        # fraction of the epochs trained: < 1 is a checkpoint of the full run (same schedule)
+    stop_after: float = 1.0        # fraction of the epochs trained: < 1, a checkpoint of the full run
     device: str = "auto"           # "auto": cuda if available
     bf16: bool = False             # bf16 autocast (GPU)
     workers: int = 0               # DataLoader workers (image folders)
