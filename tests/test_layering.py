@@ -6,7 +6,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "workflow" / "curvmem"
 CORE = {"common", "artifacts", "io", "layers"}
 ENGINE = {"kfac", "basis", "edit", "bsn", "activations", "training", "distributed", "sweep", "intervals", "plotting", "paper",
-          "frontier", "subspaces"}
+          "frontier", "subspaces", "stability"}
 PIPELINE = {"config", "cli", "study", "publish", "__main__", "__init__"}
 
 
