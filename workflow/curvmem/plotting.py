@@ -207,6 +207,7 @@ def frontier_figure(points: pd.DataFrame, axis_labels: dict[str, str], title: st
 
 STABILITY_STYLE = {"unedited": ("#7f7f7f", "*"), "own": ("#1f77b4", "o"), "other seed": ("#d62728", "X"),
                    "checkpoint": ("#2ca02c", "s")}
+STABILITY_SHADES = {"other seed": "Reds", "checkpoint": "Greens"}  # one shade per compared pair, darker later
 
 
 def _interval(rows: pd.DataFrame, metric: str):
@@ -231,12 +232,16 @@ def stability_figure(overlap: pd.DataFrame, edits: pd.DataFrame, memorization: s
     spans = spans.assign(cutoff=nominal)
     for ax, factor in zip(axes[:2], ("G", "A")):
         rows = spans[spans.factor == factor]
-        for (a, b, relation), pair in rows.groupby(["a", "b", "relation"], sort=False):
+        pairs = list(rows.groupby(["a", "b", "relation"], sort=False))
+        keys = [key for key, _ in pairs]
+        for (a, b, relation), pair in pairs:
             curve = pair.groupby("cutoff").overlap.agg(["mean", "min", "max"])
-            color = STABILITY_STYLE[relation][0]
-            line, = ax.plot(curve.index, curve["mean"], marker="o", ms=3, color=color, alpha=0.9,
-                            ls="-" if relation == "checkpoint" else "--", label=f"{a} vs {b}")
-            ax.fill_between(curve.index, curve["min"], curve["max"], color=line.get_color(), alpha=0.12)
+            same = [key for key in keys if key[2] == relation]
+            shade = 0.45 + 0.45 * same.index((a, b, relation)) / max(1, len(same) - 1)
+            color = plt.get_cmap(STABILITY_SHADES[relation])(shade)
+            ax.plot(curve.index, curve["mean"], marker="o", ms=3, color=color, alpha=0.9,
+                    ls="-" if relation == "checkpoint" else "--", label=f"{a} vs {b}")
+            ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.10)
         chance = rows.groupby("cutoff").chance.mean()
         ax.plot(chance.index, chance.values, color="black", ls=":", lw=1, label="chance (k/d)")
         ax.set(xscale="log", ylim=(0, 1.02), xlabel="top k / d of the eigenvectors",
