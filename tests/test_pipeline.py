@@ -42,8 +42,9 @@ def test_full_dag_builds_every_output(workdir):
     assert set(frontier.layer_set.dropna()) == {"first_last"} and frontier.on_front.any()
     figures = sorted(p.name for p in (workdir / "results/figures").glob("*.png"))
     assert figures == ["cost.png", "lm_activation_ratio.png", "lm_band_vs_retention.png", "lm_facts_vs_frequency.png",
-                       "lm_frontier.png", "lm_recitation_vs_perplexity.png", "lm_rho_profile.png", "lm_stress_test.png", "lm_table1.png",
-                       "lm_stability.png", "lm_task_retention.png", "lm_tasks_vs_recitation.png", "lm_training.png",
+                       "lm_frontier.png", "lm_recitation_vs_perplexity.png", "lm_rho_profile.png", "lm_stability.png",
+                       "lm_stress_test.png", "lm_table1.png", "lm_task_retention.png", "lm_tasks_vs_recitation.png",
+                       "lm_training.png",
                        "vit_activation_ratio.png", "vit_frontier.png", "vit_rho_profile.png", "vit_rho_sweep.png", "vit_spectra.png",
                        "vit_stability.png", "vit_table2.png", "vit_training.png", "vit_weight_decay.png"]
     art = layout(workdir)
