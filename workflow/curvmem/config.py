@@ -158,8 +158,9 @@ def check_stability(arm: str, section: dict, length: str) -> None:
         return
     if not section.get("train"):
         raise ConfigError(f"config key {arm}.stability: needs {arm}.train (the study trains its models)")
-    if arm == "lm" and stability["layer_set"] not in section["edit"]["layer_sets"]:
-        raise ConfigError(f"config key lm.stability.layer_set: {stability['layer_set']!r} is not in lm.edit.layer_sets")
+    if "layer_set" in stability and stability["layer_set"] not in section["edit"]["layer_sets"]:  # the LM's edit
+        raise ConfigError(f"config key {arm}.stability.layer_set: {stability['layer_set']!r} is not in "
+                          f"{arm}.edit.layer_sets")
     total, seed = section["train"][length], section["train"]["seed"]
     if stability.get("checkpoints") and seed not in (stability.get("seeds") or [seed]):
         raise ConfigError(f"config key {arm}.stability.seeds: the checkpoints are of the trained model's run, so "

@@ -29,8 +29,10 @@ LM = config.get("lm")  # None: this config has no language-model arm
 
 # Every job runs the stage function of its rule (curvmem.cli), params as JSON, named inputs and outputs as flags.
 # Why no rules name a conda environment or container, the one lint that `snakemake --lint` reports: every
-# job runs in the one pip environment of envs/setup.sh, pinned by envs/requirements.lock. Conda channels
-# are not reachable where this pipeline is built and tested, so a conda file would be an untested claim.
+# job runs in the one pip environment of envs/setup.sh, pinned by envs/requirements.lock (three pip steps,
+# one --no-deps, which a conda environment file cannot express). Neither a conda channel nor a container
+# engine is reachable where this pipeline is built and tested, so a conda file or an image would be an
+# untested claim. Each rule repeats this in one line above it, where the lint arises (tests/test_failures.py).
 STAGE = "python -m curvmem {params.stage} {params.paths} --params {params.config:q} --threads {threads} --log {log}"
 # The data-parallel stages (ViT training, K-FAC factors) run one rank per GPU of the job's `gpu` resource
 # (0 here; a profile's set-resources, e.g. profiles/slurm, or `--set-resources vit_train:gpu=2` raises it):
@@ -150,12 +152,18 @@ def weight_decay_results() -> list[str]:
     return [TEMPLATES["vit_weight_decay"]["metrics"].format(weight_decay=token) for token in ART.vit_family]
 
 
+def kfac_edit(arm: str, layer_set: str, rho: float) -> dict:
+    """The params (`sweep.EditSpec`) of one K-FAC edit of an arm's layer set at one rho."""
+    section = config[arm]
+    return {"method": "kfac", "layer_set": layer_set, "patterns": section["edit"]["layer_sets"][layer_set],
+            "factor_modules": section["factors"]["modules"], "cutoffs": [rho]}
+
+
 def weight_decay_params(wildcards) -> dict:
     wd = VIT_WEIGHT_DECAYS[wildcards.weight_decay]
     head = VIT["headline"]
     return {"model": VIT["model"], "eval": VIT["eval"], "factors": VIT["factors"], "weight_decay": wd,
-            "edit": {"method": "kfac", "layer_set": head["layer_set"], "patterns": VIT["edit"]["layer_sets"][head["layer_set"]],
-                     "factor_modules": VIT["factors"]["modules"], "cutoffs": [head["rho"]]}}
+            "edit": kfac_edit("vit", head["layer_set"], head["rho"])}
 
 
 def member_artifact(rule: str, output: str):
@@ -175,11 +183,8 @@ def stability_params(arm: str) -> dict:
     section = config[arm]
     members = [{"label": label, **member} for label, member in stability_members(section).items()]  # a list: ordered
     head = section["headline"] if arm == "vit" else section["stability"]
-    edit = {"method": "kfac", "layer_set": head["layer_set"], "cutoffs": [head["rho"]],
-            "patterns": section["edit"]["layer_sets"][head["layer_set"]],
-            "factor_modules": section["factors"]["modules"]}
-    return {"eval": section["eval"], "members": members, "edit": edit, "svd_drop_fraction": head["svd_drop_fraction"],
-            **({"model": section["model"]} if arm == "vit" else {})}
+    return {"eval": section["eval"], "members": members, "edit": kfac_edit(arm, head["layer_set"], head["rho"]),
+            "svd_drop_fraction": head["svd_drop_fraction"], **({"model": section["model"]} if arm == "vit" else {})}
 
 
 def benchmark_file(rule: str) -> str:

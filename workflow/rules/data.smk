@@ -6,7 +6,7 @@
 
 if VIT:
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_data:
         output:
             **ART["vit_data"].outputs,
@@ -19,7 +19,7 @@ if VIT:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_corrupt:
         input:
             train=ancient(ART["vit_data"].train),
@@ -37,7 +37,7 @@ if VIT:
 
 if LM:
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_data:
         output:
             **ART["lm_data"].outputs,
@@ -52,7 +52,7 @@ if LM:
 
     if "lm_mine" in ART:
 
-        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
         rule lm_mine:  # one job per model (the trained one, each member of the stability study)
             input:
                 model=upstream_of("lm_mine", lm_model_rule(LM), "model"),
@@ -69,7 +69,7 @@ if LM:
             shell:
                 STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_sets:  # one job per model (the trained one, each member of the stability study)
         input:
             model=upstream_of("lm_sets", lm_model_rule(LM), "model"),

@@ -19,7 +19,7 @@ if VIT:
         corruption=ART["vit_corrupt"].corruption,
     )
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_baseline:
         input:
             **VIT_EVAL_INPUTS,
@@ -35,7 +35,7 @@ if VIT:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_edits:
         input:
             **VIT_EVAL_INPUTS,
@@ -53,7 +53,7 @@ if VIT:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_bsn:
         input:
             **VIT_EVAL_INPUTS,
@@ -69,7 +69,7 @@ if VIT:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_activation_ratio:
         input:
             model=ART["vit_train"].model,
@@ -88,7 +88,7 @@ if VIT:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_weight_decay:  # paper App. H: each member of the family, unedited and after the headline edit
         input:
             model=member_artifact("vit_train", "model"),
@@ -117,7 +117,7 @@ if LM:
         tasks=ART["lm_data"].tasks,
     )
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_baseline:
         input:
             **LM_EVAL_INPUTS,
@@ -133,7 +133,7 @@ if LM:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_edits:
         input:
             **LM_EVAL_INPUTS,
@@ -152,7 +152,7 @@ if LM:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_bsn:
         input:
             **LM_EVAL_INPUTS,
@@ -169,7 +169,7 @@ if LM:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_activation_ratio:
         input:
             model=lm_model(),

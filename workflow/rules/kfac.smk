@@ -5,7 +5,7 @@
 
 if VIT:  # one job per model of the vision arm: the trained model and each member of the weight-decay family
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_factors:
         input:
             model=upstream_of("vit_factors", "vit_train", "model"),
@@ -25,7 +25,7 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
         shell:
             RANKED_STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_basis:
         input:
             factors=upstream_of("vit_basis", "vit_factors", "factors"),
@@ -43,7 +43,7 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
 
     if "vit_ekfac" in ART:
 
-        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
         rule vit_ekfac:
             input:
                 model=ancient(ART["vit_train"].model),
@@ -66,7 +66,7 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
 
     if ART.fisher_bases.get("vit"):
 
-        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
         rule vit_fisher_overlap:
             input:
                 basis=ancient(ART["vit_basis"].basis),
@@ -86,7 +86,7 @@ if VIT:  # one job per model of the vision arm: the trained model and each membe
 
 if LM:
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_factors:  # one job per Fisher type the study needs (the factors' own, and the compared one)
         input:
             model=upstream_of("lm_factors", lm_model_rule(LM), "model"),
@@ -105,7 +105,7 @@ if LM:
         shell:
             RANKED_STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_basis:
         input:
             factors=upstream_of("lm_basis", "lm_factors", "factors"),
@@ -123,7 +123,7 @@ if LM:
 
     if "lm_ekfac" in ART:
 
-        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
         rule lm_ekfac:
             input:
                 model=ancient(lm_model()),
@@ -145,7 +145,7 @@ if LM:
 
     if ART.fisher_bases.get("lm"):
 
-        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
         rule lm_fisher_overlap:
             input:
                 basis=ancient(ART["lm_basis"].basis),

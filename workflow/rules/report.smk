@@ -8,7 +8,7 @@
 
 if VIT:
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_tables:
         input:
             baseline=TEMPLATES["vit_baseline"]["metrics"],
@@ -31,7 +31,7 @@ if VIT:
 
 if LM:
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_tables:
         input:
             baseline=TEMPLATES["lm_baseline"]["metrics"],
@@ -51,7 +51,7 @@ if LM:
         shell:
             STAGE
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_headline:
         input:
             model=lm_model(),
@@ -77,7 +77,7 @@ if LM:
 
     if LM.get("benchmarks"):
 
-        # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+        # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
         rule lm_benchmarks:  # lm-evaluation-harness on the unedited model and each headline edit, in memory
             input:
                 model=lm_model(),
@@ -101,7 +101,7 @@ if LM:
                 STAGE
 
 
-# lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+# lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
 rule metrics:
     input:
         **({"vit_table2": TEMPLATES["vit_tables"]["table2"]} if VIT else {}),
@@ -118,7 +118,7 @@ rule metrics:
         STAGE
 
 
-# lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+# lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
 rule cost:
     input:
         records=cost_records(),
@@ -141,7 +141,7 @@ rule cost:
 STUDY = [*ART.expensive_paths(), *cheap_outputs()]  # every artifact and result of the configured arms
 
 
-# lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+# lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
 rule figures:
     input:
         study=STUDY,

@@ -6,7 +6,7 @@
 
 if VIT and ART.stability.get("vit"):
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_stability:
         input:
             models=stability_inputs("vit", "model"),
@@ -29,7 +29,7 @@ if VIT and ART.stability.get("vit"):
 
 if LM and ART.stability.get("lm"):
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_stability:
         input:
             models=stability_inputs("lm", "model"),

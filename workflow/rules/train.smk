@@ -3,7 +3,7 @@
 
 if VIT:
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule vit_train:  # the trained model and each member of the weight-decay family, by fingerprint
         input:
             data=ancient(ART["vit_data"].train),
@@ -25,7 +25,7 @@ if VIT:
 
 if LM and "lm_import" in ART:
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_import:
         output:
             model=directory(ART["lm_import"].model),
@@ -41,7 +41,7 @@ if LM and "lm_import" in ART:
 
 if LM and "lm_train" in ART:
 
-    # lint 'conda environment or container': none on purpose, the pinned pip env (why: beside STAGE, common.smk)
+    # lint 'conda environment or container': none on purpose: runs in envs/setup.sh's pinned pip env; no conda channel or container engine here to test one
     rule lm_train:  # the trained model and each member of the stability study, by fingerprint
         input:
             docs=upstream_of("lm_train", "lm_data", "train_docs"),
